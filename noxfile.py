@@ -1,0 +1,38 @@
+"""Developer sessions: nox -s lint | tests | integration."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "integration"]
+nox.options.reuse_existing_virtualenvs = True
+
+PASSTHROUGH = (
+    "SOCKMAPD_TEST_MYSQL_URL",
+    "SOCKMAPD_TEST_PG_URL",
+    "SOCKMAPD_REQUIRE_DB",
+    "SOCKMAPD_REQUIRE_POSTFIX",
+)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff and mypy --strict."""
+    session.install("-e", ".[all,dev]")
+    session.run("ruff", "check", "sockmapd", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "sockmapd", "tests", "noxfile.py")
+    session.run("mypy", "--strict", "sockmapd")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the unit tests (pure, fast, no sockets or databases)."""
+    session.install("-e", ".[all,dev]")
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Run the tests against real sockets, databases and Postfix."""
+    session.install("-e", ".[all,dev]")
+    session.run("pytest", "tests/integration", *session.posargs)

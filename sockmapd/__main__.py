@@ -1,0 +1,5 @@
+"""Allow ``python -m sockmapd``."""
+
+from sockmapd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Build and own the SQLAlchemy async engines, one per configured database."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from sockmapd.config import DatabaseConfig
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database did not answer correctly". Drivers raise some of
+# them without SQLAlchemy's wrapping (asyncmy and asyncpg raise OSError subclasses
+# and their own exceptions on a dropped socket), so the lookup layer catches all.
+DatabaseError: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError, EOFError)
+
+
+class DatabaseSetupError(Exception):
+    """A database could not be prepared at load time (e.g. a broken SQLite init script)."""
+
+
+class Engines:
+    """The engines of one loaded config, keyed by database name."""
+
+    def __init__(self, engines: Mapping[str, AsyncEngine]) -> None:
+        self._engines = dict(engines)
+
+    def __getitem__(self, name: str) -> AsyncEngine:
+        return self._engines[name]
+
+    def items(self) -> list[tuple[str, AsyncEngine]]:
+        """Return (name, engine) pairs."""
+        return list(self._engines.items())
+
+    async def dispose(self) -> None:
+        """Close every pooled connection of every engine."""
+        for name, engine in self._engines.items():
+            try:
+                await engine.dispose()
+            except Exception:
+                log.exception("closing database %s failed", name)
+
+
+def create_engines(databases: Mapping[str, DatabaseConfig]) -> Engines:
+    """Create one engine per database; no connection is opened here."""
+    return Engines({name: _create_engine(name, db) for name, db in databases.items()})
+
+
+def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
+    url = db.sqlalchemy_url()
+    if db.dialect == "sqlite":
+        _prepare_sqlite(name, url, db.init_sql)
+    # Lookups are single read-only statements: AUTOCOMMIT spares the
+    # BEGIN/ROLLBACK round trips a transaction per lookup would cost.
+    return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+
+
+def _prepare_sqlite(name: str, url: URL, init_sql: Path | None) -> None:
+    """Create a missing SQLite file from its init script, so an example runs with no extra step."""
+    database = url.database
+    if not database or database == ":memory:" or init_sql is None:
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    tmp = path.with_name(path.name + ".init")
+    try:
+        script = init_sql.read_text(encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.unlink(missing_ok=True)
+        # Build under a temporary name and rename: a half-initialised file left by
+        # a crash must never be mistaken for a complete database on the next start.
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.executescript(script)
+            conn.commit()
+        finally:
+            conn.close()
+        tmp.replace(path)
+    except (OSError, sqlite3.Error) as exc:
+        tmp.unlink(missing_ok=True)
+        raise DatabaseSetupError(
+            f"database {name}: cannot create {path} from {init_sql}: {exc}"
+        ) from exc
+    log.info("database %s: created %s from %s", name, path, init_sql)

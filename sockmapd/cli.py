@@ -1,0 +1,248 @@
+"""Command line: build the config, then serve, check, query or convert."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+
+from sockmapd import __version__
+from sockmapd.config import (
+    Config,
+    ConfigError,
+    Problem,
+    TcpAddress,
+    UnixAddress,
+    load_config,
+    parse_listen_address,
+    to_toml,
+)
+from sockmapd.logs import configure_logging
+
+DEFAULT_CONFIG = Path("/etc/sockmapd/sockmapd.toml")
+DEFAULT_QUERY_ADDRESS = "tcp://127.0.0.1:2224"
+
+EXIT_OK = 0
+EXIT_NOTFOUND = 1
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+
+QUERY_EPILOG = """\
+exit status:
+  0  every key was found (OK)
+  1  at least one key was not found (NOTFOUND), and nothing failed
+  2  usage error
+  3  a lookup failed (TEMP, TIMEOUT or PERM), or the server could not be reached
+"""
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
+    return port
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sockmapd",
+        description="Answer Postfix and Sendmail socketmap lookups from SQL tables.",
+    )
+    parser.add_argument("--version", action="version", version=f"sockmapd {__version__}")
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"config file, TOML or legacy JSON (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "-p",
+        "--port",
+        type=_port,
+        help="TCP port to use when the config names none (the config's own port wins)",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config and exit 0 if it is valid, 1 if not",
+    )
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="with --check-config: also connect to the databases and check tables and columns",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    query = commands.add_parser(
+        "query",
+        help="send lookups to a running sockmapd and print the replies",
+        description="Send socketmap lookups to a running server and print each reply.",
+        epilog=QUERY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    target = query.add_mutually_exclusive_group()
+    target.add_argument(
+        "-c",
+        "--config",
+        dest="query_config",
+        type=Path,
+        help="take the server address from this config's first listener",
+    )
+    target.add_argument(
+        "-s",
+        "--server",
+        help="server address, tcp://HOST:PORT or unix:///path "
+        f"(default: first listener of {DEFAULT_CONFIG} if it exists, else {DEFAULT_QUERY_ADDRESS})",
+    )
+    query.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    query.add_argument("map", metavar="MAP", help="map name")
+    query.add_argument("keys", metavar="KEY", nargs="+", help="key to look up")
+
+    config_cmd = commands.add_parser("config", help="config file tools")
+    config_tools = config_cmd.add_subparsers(dest="config_command", metavar="TOOL", required=True)
+    convert = config_tools.add_parser(
+        "convert",
+        help="print a config (legacy JSON or TOML) as canonical TOML",
+        description="Print the config as canonical TOML; passwords are masked "
+        "unless --show-secrets is given.",
+    )
+    convert.add_argument("file", type=Path, metavar="FILE")
+    convert.add_argument(
+        "--show-secrets", action="store_true", help="print passwords instead of a mask"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "query":
+        return _query(args)
+    if args.command == "config":
+        return _convert(args)
+    if args.connect and not args.check_config:
+        print("sockmapd: --connect only goes with --check-config", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config, fallback_port=args.port)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.check_config:
+        return _check(args.config, config, connect=args.connect)
+    return _serve(args.config, config, args.port)
+
+
+def _check(path: Path, config: Config, *, connect: bool) -> int:
+    if connect:
+        from sockmapd.backends import DatabaseSetupError, create_engines
+        from sockmapd.backends.schema import check_databases
+
+        try:
+            engines = create_engines(config.databases)
+        except DatabaseSetupError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            return 1
+
+        async def run() -> list[Problem]:
+            try:
+                return await check_databases(config, engines)
+            finally:
+                await engines.dispose()
+
+        problems = anyio.run(run)
+        if problems:
+            print(ConfigError(str(path), problems), file=sys.stderr)
+            return 1
+    what = "configuration and databases OK" if connect else "configuration OK"
+    print(f"{path}: {what} ({len(config.maps)} maps, {len(config.databases)} databases)")
+    return 0
+
+
+def _serve(path: Path, config: Config, fallback_port: int | None) -> int:
+    from sockmapd.server import Daemon, StartupError
+
+    try:
+        configure_logging(config.log)
+    except OSError as exc:
+        print(f"sockmapd: cannot open log file: {exc}", file=sys.stderr)
+        return 1
+    daemon = Daemon(config, config_path=path, fallback_port=fallback_port)
+    try:
+        anyio.run(daemon.run, backend_options=_backend_options())
+    except StartupError as exc:
+        logging.getLogger("sockmapd").error("cannot start: %s", exc)
+        if config.log.file is not None:
+            print(f"sockmapd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _backend_options() -> dict[str, object]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
+def _query_address(args: argparse.Namespace) -> TcpAddress | UnixAddress:
+    from sockmapd.client import connect_address
+
+    if args.server:
+        return parse_listen_address(args.server)
+    path: Path | None = args.query_config
+    if path is None and DEFAULT_CONFIG.exists():
+        path = DEFAULT_CONFIG
+    if path is None:
+        return parse_listen_address(DEFAULT_QUERY_ADDRESS)
+    config = load_config(path)
+    return connect_address(config.server.listen_addresses()[0])
+
+
+def _query(args: argparse.Namespace) -> int:
+    from sockmapd.client import ClientError, query
+    from sockmapd.protocol import Status
+
+    try:
+        address = _query_address(args)
+    except (ValueError, ConfigError) as exc:
+        print(f"sockmapd query: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    status = EXIT_OK
+    show_key = len(args.keys) > 1
+    try:
+        replies = query(address, ((args.map, key) for key in args.keys), timeout=args.timeout)
+        for key, reply in zip(args.keys, replies, strict=False):
+            text = (
+                f"{reply.status.value} {reply.text}".rstrip() if reply.text else reply.status.value
+            )
+            print(f"{key}\t{text}" if show_key else text)
+            if reply.status is Status.NOTFOUND:
+                status = max(status, EXIT_NOTFOUND)
+            elif reply.status is not Status.OK:
+                status = EXIT_FAILED
+    except ClientError as exc:
+        print(f"sockmapd query: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return status
+
+
+def _convert(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.write(to_toml(config, reveal_secrets=args.show_secrets))
+    return 0

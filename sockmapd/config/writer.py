@@ -1,0 +1,78 @@
+"""Writing a Config as canonical TOML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+from sqlalchemy.engine import make_url
+
+from sockmapd.config.models import Config, DatabaseConfig, LogConfig, MapConfig, ServerConfig
+
+SECRET_MASK = "********"  # noqa: S105
+_MASK_NOTE = f'# Passwords are masked as "{SECRET_MASK}"; run with --show-secrets to write them.\n'
+# Stands in for the password while SQLAlchemy renders a URL: it percent-encodes
+# "*", which would make the mask unreadable.
+_URL_PLACEHOLDER = "SOCKMAPDMASKEDPASSWORD"
+
+
+def to_toml(config: Config, *, reveal_secrets: bool = False) -> str:
+    """Return the config as canonical TOML; passwords are masked unless reveal_secrets."""
+    parts = [tomli_w.dumps({"server": _server(config.server), "log": _log(config.log)})]
+    if config.databases:
+        masked = False
+        databases: dict[str, Any] = {}
+        for name, database in config.databases.items():
+            databases[name], hidden = _database(database, reveal_secrets)
+            masked = masked or hidden
+        parts.append((_MASK_NOTE if masked else "") + tomli_w.dumps({"databases": databases}))
+    if config.maps:
+        maps = {name: _map(entry) for name, entry in config.maps.items()}
+        parts.append(tomli_w.dumps({"maps": maps}))
+    return "\n".join(part.rstrip("\n") + "\n" for part in parts)
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _server(server: ServerConfig) -> dict[str, Any]:
+    # Every setting is written, defaults included, so an admin sees what is in effect.
+    return _without_none(server.model_dump())
+
+
+def _log(log: LogConfig) -> dict[str, Any]:
+    return _without_none({"level": log.level, "file": None if log.file is None else str(log.file)})
+
+
+def _database(database: DatabaseConfig, reveal_secrets: bool) -> tuple[dict[str, Any], bool]:
+    """Return the TOML table of one database and whether a password in it was masked."""
+    masked = False
+    url = database.url
+    if url is not None and not reveal_secrets:
+        parsed = make_url(url)
+        if parsed.password is not None:
+            rendered = parsed.set(password=_URL_PLACEHOLDER).render_as_string(hide_password=False)
+            url = rendered.replace(_URL_PLACEHOLDER, SECRET_MASK, 1)
+            masked = True
+    password = None
+    if database.password is not None:
+        password = database.password.get_secret_value() if reveal_secrets else SECRET_MASK
+        masked = masked or not reveal_secrets
+    table = _without_none(
+        {
+            "url": url,
+            "driver": database.driver,
+            "hosts": list(database.hosts) or None,
+            "port": database.port,
+            "name": database.name,
+            "user": database.user,
+            "password": password,
+            "init_sql": None if database.init_sql is None else str(database.init_sql),
+        }
+    )
+    return table, masked
+
+
+def _map(entry: MapConfig) -> dict[str, Any]:
+    return _without_none(entry.model_dump())

@@ -1,0 +1,41 @@
+"""Wire protocol: netstring framing and socketmap requests and replies, without I/O."""
+
+from sockmapd.protocol.netstring import (
+    FrameTooLargeError,
+    LengthHeaderError,
+    MissingTerminatorError,
+    NetstringDecoder,
+    ProtocolError,
+    encode_netstring,
+)
+from sockmapd.protocol.socketmap import (
+    NOTFOUND_REPLY,
+    MalformedRequest,
+    Reply,
+    ReplyError,
+    ReplyTooLargeError,
+    Request,
+    Status,
+    encode_reply,
+    parse_reply,
+    parse_request,
+)
+
+__all__ = [
+    "NOTFOUND_REPLY",
+    "FrameTooLargeError",
+    "LengthHeaderError",
+    "MalformedRequest",
+    "MissingTerminatorError",
+    "NetstringDecoder",
+    "ProtocolError",
+    "Reply",
+    "ReplyError",
+    "ReplyTooLargeError",
+    "Request",
+    "Status",
+    "encode_netstring",
+    "encode_reply",
+    "parse_reply",
+    "parse_request",
+]

@@ -1,0 +1,251 @@
+"""Serve one client connection: frames in, one reply per request out, in order."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+from collections import deque
+from time import perf_counter
+from typing import Protocol
+
+import anyio
+from anyio.abc import ByteStream
+
+from sockmapd.config import ServerConfig
+from sockmapd.lookup import Router
+from sockmapd.protocol import (
+    MalformedRequest,
+    NetstringDecoder,
+    ProtocolError,
+    Reply,
+    ReplyTooLargeError,
+    encode_reply,
+    parse_request,
+)
+
+log = logging.getLogger("sockmapd.request")
+conn_log = logging.getLogger(__name__)
+
+RECEIVE_SIZE = 65536
+INTERNAL_ERROR = Reply.temp("internal error, try again later")
+REPLY_TOO_LARGE = Reply.temp("reply too large, try again later")
+# Health probes send this key all day long; answering them is enough.
+UNLOGGED_KEY = "KEEPALIVE"
+
+_CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class Service(Protocol):
+    """What a connection needs from the running server."""
+
+    @property
+    def router(self) -> Router:
+        """Return the maps currently served."""
+
+    @property
+    def settings(self) -> ServerConfig:
+        """Return the server settings currently in force."""
+
+    @property
+    def stopping(self) -> bool:
+        """Return True once shutdown has begun."""
+
+
+class Phase(enum.Enum):
+    """What a connection is waiting for; decides what a passed deadline means."""
+
+    READ = "read"
+    LOOKUP = "lookup"
+    SEND = "send"
+
+
+class Connection:
+    """The state of one client connection.
+
+    One cancel scope covers the connection and its deadline is moved forward as
+    the connection goes from reading to looking up to sending: while reading an
+    empty buffer it is the idle timeout, otherwise the request timeout. A deadline
+    passed during a lookup answers TIMEOUT and the connection goes on with a fresh
+    scope; passed anywhere else it closes the connection.
+    """
+
+    __slots__ = (
+        "_decoder",
+        "_pending",
+        "_phase",
+        "_request_started",
+        "_scope",
+        "_service",
+        "_settings",
+        "_stream",
+        "peer",
+    )
+
+    def __init__(self, stream: ByteStream, peer: str, service: Service) -> None:
+        self.peer = peer
+        self._stream = stream
+        self._service = service
+        self._settings = service.settings
+        self._decoder = NetstringDecoder(self._settings.max_request_bytes)
+        self._pending: deque[bytes] = deque()
+        self._phase = Phase.READ
+        self._scope: anyio.CancelScope | None = None
+        self._request_started = 0.0
+
+    def close_if_idle(self) -> None:
+        """Close the connection now unless a request is being answered (for shutdown)."""
+        if self._phase is Phase.READ and not self._pending and self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        """Serve until the client closes, a deadline passes, or a frame error; never raises."""
+        try:
+            await self._serve()
+        except Exception:
+            conn_log.exception("client=%s: unexpected error, connection closed", self.peer)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._stream.aclose()
+                except Exception as exc:
+                    conn_log.debug("client=%s: close failed: %s", self.peer, exc)
+
+    async def _serve(self) -> None:
+        while True:
+            with anyio.CancelScope(
+                deadline=anyio.current_time() + self._settings.idle_timeout
+            ) as scope:
+                self._scope = scope
+                await self._loop(scope)
+                return
+            if self._phase is not Phase.LOOKUP or self._service.stopping:
+                conn_log.debug("client=%s: closed after %s timeout", self.peer, self._phase.value)
+                return
+            # The lookup of the first pending request overran: answer it TIMEOUT
+            # and carry on with the requests behind it under a new scope.
+            payload = self._pending.popleft()
+            reply = Reply.timeout(
+                f"lookup did not finish within {self._settings.request_timeout:g}s"
+            )
+            data = self._encode(reply)
+            _log_request(self.peer, payload, reply, self._request_started)
+            self._phase = Phase.SEND
+            with anyio.move_on_after(self._settings.request_timeout):
+                try:
+                    await self._stream.send(data)
+                    self._phase = Phase.READ
+                    continue
+                except _CLOSED:
+                    return
+            return
+
+    async def _loop(self, scope: anyio.CancelScope) -> None:
+        settings = self._settings
+        decoder = self._decoder
+        pending = self._pending
+        stream = self._stream
+        partial_since = False
+        while True:
+            while pending:
+                self._phase = Phase.LOOKUP
+                started = perf_counter()
+                self._request_started = started
+                scope.deadline = anyio.current_time() + settings.request_timeout
+                data = await self._answer(pending[0], started)
+                pending.popleft()
+                self._phase = Phase.SEND
+                try:
+                    await stream.send(data)
+                except _CLOSED:
+                    return
+            if self._service.stopping:
+                return
+            self._phase = Phase.READ
+            if decoder.has_partial:
+                # Slow senders are cut a request timeout after their first byte.
+                if not partial_since:
+                    partial_since = True
+                    scope.deadline = anyio.current_time() + settings.request_timeout
+            else:
+                partial_since = False
+                scope.deadline = anyio.current_time() + settings.idle_timeout
+            try:
+                chunk = await stream.receive(RECEIVE_SIZE)
+            except _CLOSED:
+                return
+            try:
+                pending.extend(decoder.feed(chunk))
+            except ProtocolError as exc:
+                await self._frame_error(exc, scope)
+                return
+
+    async def _frame_error(self, exc: ProtocolError, scope: anyio.CancelScope) -> None:
+        """Answer the requests completed before the bad frame, then PERM, then close."""
+        for payload in exc.frames:
+            self._phase = Phase.LOOKUP
+            started = perf_counter()
+            scope.deadline = anyio.current_time() + self._settings.request_timeout
+            data = await self._answer(payload, started)
+            self._phase = Phase.SEND
+            try:
+                await self._stream.send(data)
+            except _CLOSED:
+                return
+        conn_log.info("client=%s: protocol error: %s; closing", self.peer, exc.reason)
+        self._phase = Phase.SEND
+        try:
+            await self._stream.send(self._encode(Reply.perm(exc.reason)))
+        except _CLOSED:
+            return
+
+    async def _answer(self, payload: bytes, started: float) -> bytes:
+        try:
+            request = parse_request(payload)
+        except MalformedRequest as exc:
+            reply = Reply.perm(exc.reason)
+        else:
+            try:
+                reply = await self._service.router.answer(request)
+            except Exception:
+                conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
+                reply = INTERNAL_ERROR
+        data = self._encode(reply)
+        _log_request(self.peer, payload, reply, started)
+        return data
+
+    def _encode(self, reply: Reply) -> bytes:
+        try:
+            return encode_reply(reply, self._settings.max_reply_bytes)
+        except ReplyTooLargeError as exc:
+            conn_log.warning(
+                "client=%s: reply of %d bytes exceeds max_reply_bytes=%d; answered TEMP",
+                self.peer,
+                exc.size,
+                self._settings.max_reply_bytes,
+            )
+            return encode_reply(REPLY_TOO_LARGE)
+
+
+def _log_request(peer: str, payload: bytes, reply: Reply, started: float) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    map_name, _, key = payload.partition(b" ")
+    key_text = key.decode("utf-8", errors="backslashreplace")
+    if key_text == UNLOGGED_KEY:
+        return
+    log.info(
+        "client=%s map=%s key=%s result=%s ms=%.2f",
+        peer,
+        _quote(map_name.decode("utf-8", errors="backslashreplace")),
+        _quote(key_text),
+        reply.status.value,
+        (perf_counter() - started) * 1000.0,
+    )
+
+
+def _quote(text: str) -> str:
+    """Return text as is if it is one printable word, else JSON-quoted: no forged log lines."""
+    if text and text.isprintable() and " " not in text and '"' not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
