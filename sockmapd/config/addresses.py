@@ -1,4 +1,4 @@
-"""Listen addresses (``tcp://HOST:PORT``, ``unix:///path``) and database ``host[:port]`` parsing."""
+"""Listen addresses (``tcp://HOST:PORT``, ``unix:///path``) and database host parsing."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ _MAX_HOSTNAME = 253
 # Linux limits sun_path to 108 bytes including the terminating NUL. Checking
 # here turns a bind failure at start or reload into a config error.
 _MAX_UNIX_PATH_BYTES = 107
+# Marks a database host that is a Unix domain socket, as in Postfix's unix:/path notation.
+UNIX_HOST_PREFIX = "unix:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +51,17 @@ def parse_listen_address(text: str) -> TcpAddress | UnixAddress:
             "tcp://[IPV6]:PORT or unix:///absolute/path"
         )
     if scheme == "unix":
-        return UnixAddress(_parse_unix_path(text, rest))
+        return UnixAddress(
+            _parse_unix_path(f"invalid listen address {text!r}", rest, "unix:///path")
+        )
     return _parse_tcp(text, rest)
+
+
+def parse_socket_host(text: str) -> str | None:
+    """Return the socket path of a 'unix:/abs/path' database host, or None for a network host."""
+    if not text.startswith(UNIX_HOST_PREFIX):
+        return None
+    return _parse_unix_path(f"invalid host {text!r}", text[len(UNIX_HOST_PREFIX) :], "unix:/path")
 
 
 def parse_host_port(text: str) -> tuple[str, int | None]:
@@ -75,18 +86,14 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     return host, _parse_port(text, port)
 
 
-def _parse_unix_path(text: str, path: str) -> str:
+def _parse_unix_path(invalid: str, path: str, form: str) -> str:
+    """Return path if it is usable as a socket path; invalid starts the error message."""
     if not path.startswith("/"):
-        raise ValueError(
-            f"invalid listen address {text!r}: the socket path must be absolute (unix:///path)"
-        )
+        raise ValueError(f"{invalid}: the socket path must be absolute ({form})")
     if "\0" in path:
-        raise ValueError(f"invalid listen address {text!r}: the socket path contains a NUL byte")
+        raise ValueError(f"{invalid}: the socket path contains a NUL byte")
     if len(path.encode()) > _MAX_UNIX_PATH_BYTES:
-        raise ValueError(
-            f"invalid listen address {text!r}: the socket path is longer than "
-            f"{_MAX_UNIX_PATH_BYTES} bytes"
-        )
+        raise ValueError(f"{invalid}: the socket path is longer than {_MAX_UNIX_PATH_BYTES} bytes")
     return path
 
 

@@ -40,6 +40,10 @@ class ConfigError(Exception):
         )
 
 
+class SecretError(Exception):
+    """A password named by password_file or password_env cannot be read (any more)."""
+
+
 def format_path(loc: Sequence[str | int]) -> str:
     """Return a location as a dotted path: ``("postmaps", 1, "table")`` -> ``postmaps[1].table``."""
     parts: list[str] = []

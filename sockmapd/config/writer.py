@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import tomli_w
@@ -14,6 +15,22 @@ _MASK_NOTE = f'# Passwords are masked as "{SECRET_MASK}"; run with --show-secret
 # Stands in for the password while SQLAlchemy renders a URL: it percent-encodes
 # "*", which would make the mask unreadable.
 _URL_PLACEHOLDER = "SOCKMAPDMASKEDPASSWORD"
+# Connection settings written only when they differ from their defaults: most
+# databases use none of them, and TLS options are valid only with tls = true.
+_CONNECTION_FIELDS = (
+    "tls",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_verify",
+    "connect_timeout",
+    "query_timeout",
+    "pool_size",
+    "max_overflow",
+    "retry_interval",
+    "host_order",
+    "target_session_attrs",
+)
 
 
 def to_toml(config: Config, *, reveal_secrets: bool = False) -> str:
@@ -36,13 +53,17 @@ def _without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _server(server: ServerConfig) -> dict[str, Any]:
     # Every setting is written, defaults included, so an admin sees what is in effect.
     return _without_none(server.model_dump())
 
 
 def _log(log: LogConfig) -> dict[str, Any]:
-    return _without_none({"level": log.level, "file": None if log.file is None else str(log.file)})
+    return _without_none({"level": log.level, "file": _path(log.file)})
 
 
 def _database(database: DatabaseConfig, reveal_secrets: bool) -> tuple[dict[str, Any], bool]:
@@ -68,9 +89,17 @@ def _database(database: DatabaseConfig, reveal_secrets: bool) -> tuple[dict[str,
             "name": database.name,
             "user": database.user,
             "password": password,
-            "init_sql": None if database.init_sql is None else str(database.init_sql),
+            # A file name or a variable name is no secret: written as it is.
+            "password_file": _path(database.password_file),
+            "password_env": database.password_env,
+            "init_sql": _path(database.init_sql),
         }
     )
+    fields = DatabaseConfig.model_fields
+    for name in _CONNECTION_FIELDS:
+        value = getattr(database, name)
+        if value != fields[name].default:
+            table[name] = str(value) if isinstance(value, Path) else value
     return table, masked
 
 

@@ -13,6 +13,7 @@ from sockmapd.config.addresses import (
     UnixAddress,
     parse_host_port,
     parse_listen_address,
+    parse_socket_host,
 )
 
 
@@ -164,3 +165,48 @@ def test_arbitrary_text_raises_only_value_error(text: str) -> None:
         except ValueError:
             continue
         assert parse_listen_address(str(address)) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("unix:/run/mysqld/mysqld.sock", "/run/mysqld/mysqld.sock"),
+        ("unix:/run/postgresql/.s.PGSQL.5432", "/run/postgresql/.s.PGSQL.5432"),
+        ("unix:/x y", "/x y"),
+        ("unix://run/x.sock", "//run/x.sock"),
+        ("unix:/" + "x" * 106, "/" + "x" * 106),
+        ("db1.example.org", None),
+        ("db:3306", None),
+        ("[::1]:5432", None),
+        ("unixhost", None),
+        ("UNIX:/run/x.sock", None),
+    ],
+)
+def test_parse_socket_host(text: str, expected: str | None) -> None:
+    assert parse_socket_host(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("unix:", "the socket path must be absolute \\(unix:/path\\)"),
+        ("unix:run/x.sock", "the socket path must be absolute"),
+        ("unix:3306", "the socket path must be absolute"),
+        ("unix:/run/x\0y", "NUL byte"),
+        ("unix:/" + "x" * 107, "longer than 107 bytes"),
+    ],
+)
+def test_parse_socket_host_invalid(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason) as info:
+        parse_socket_host(text)
+    assert str(info.value).startswith(f"invalid host {text!r}: ")
+
+
+@given(st.text(max_size=60))
+def test_socket_host_arbitrary_text_raises_only_value_error(text: str) -> None:
+    for candidate in (text, "unix:" + text):
+        try:
+            path = parse_socket_host(candidate)
+        except ValueError:
+            continue
+        assert path is None or (candidate == "unix:" + path and path.startswith("/"))

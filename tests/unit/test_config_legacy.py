@@ -88,6 +88,15 @@ def test_sample_loads_field_by_field() -> None:
         assert database.password is not None
         assert database.password.get_secret_value() == "secret"
         assert database.init_sql is None
+        assert (database.password_file, database.password_env) == (None, None)
+        assert database.secret() == "secret"
+        assert database.user_name() == "postmap"
+        assert database.database_name() == name
+        assert [str(e) for e in database.endpoints()] == [
+            "dbnode1.example.org:3306",
+            "dbnode2.example.org:3306",
+        ]
+        assert (database.tls, database.host_order) == (False, "in_order")
         urls = database.sqlalchemy_urls()
         assert [u.render_as_string(hide_password=False) for u in urls] == [
             f"mysql+asyncmy://postmap:secret@dbnode1.example.org:3306/{name}",

@@ -130,7 +130,7 @@ def test_toml_deeply_nested_is_an_error() -> None:
         ("[servers]\n", "servers"),
         ("[server]\nport = 2224\n", "server.port"),
         ("[log]\nlevels = 'info'\n", "log.levels"),
-        ("[databases.m]\nurl = 'sqlite:////x.db'\npool_size = 5\n", "databases.m.pool_size"),
+        ("[databases.m]\nurl = 'sqlite:////x.db'\npoolsize = 5\n", "databases.m.poolsize"),
         (
             "[databases.m]\nurl = 'sqlite:////x.db'\n"
             "[maps.r]\ndatabase = 'm'\ntable = 't'\nkey = 'k'\ncolumn = 'c'\n",
@@ -273,6 +273,47 @@ def test_load_resolves_relative_paths_against_the_file(tmp_path: Path) -> None:
     assert config.databases["b"].name == str(conf_dir / "../b.db")
     assert config.databases["c"].url == "sqlite+aiosqlite:////abs/c.db"
     assert config.databases["c"].init_sql == Path("/abs/c.sql")
+
+
+def test_load_resolves_password_and_tls_files_against_the_file(tmp_path: Path) -> None:
+    conf_dir = tmp_path / "etc"
+    (conf_dir / "tls").mkdir(parents=True)
+    write(conf_dir / "db.password", "s3cret\n")
+    for name in ("ca.pem", "client.pem", "client.key"):
+        write(conf_dir / "tls" / name, "-----BEGIN PLACEHOLDER-----\n")
+    path = write(
+        conf_dir / "sockmapd.toml",
+        "[databases.pg]\ndriver = 'postgresql'\nhosts = ['pg']\nuser = 'u'\n"
+        "password_file = 'db.password'\ntls = true\ntls_ca_file = 'tls/ca.pem'\n"
+        "tls_cert_file = 'tls/client.pem'\ntls_key_file = 'tls/client.key'\n",
+    )
+    database = load_config(path).databases["pg"]
+    assert database.password_file == conf_dir / "db.password"
+    assert database.secret() == "s3cret"
+    assert database.tls_ca_file == conf_dir / "tls/ca.pem"
+    assert database.tls_cert_file == conf_dir / "tls/client.pem"
+    assert database.tls_key_file == conf_dir / "tls/client.key"
+
+
+def test_load_reports_every_missing_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOCKMAPD_TEST_UNSET", raising=False)
+    path = write(
+        tmp_path / "s.toml",
+        "[databases.a]\ndriver = 'mysql'\nhosts = ['db']\npassword_file = 'nope'\n"
+        "[databases.b]\nurl = 'mysql://u@db/b'\npassword_env = 'SOCKMAPD_TEST_UNSET'\n"
+        "tls = true\ntls_ca_file = 'ca.pem'\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: databases.a.password_file: cannot read {tmp_path / 'nope'}: "
+        "No such file or directory",
+        f"{path}: databases.b.password_env: environment variable SOCKMAPD_TEST_UNSET is not set",
+        f"{path}: databases.b.tls_ca_file: cannot read {tmp_path / 'ca.pem'}: "
+        "No such file or directory",
+    ]
 
 
 def test_load_with_relative_config_path_stores_absolute_paths(

@@ -6,13 +6,26 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sockmapd.config import Config, parse_config, to_toml
+from sockmapd.config import Config, DatabaseConfig, parse_config, to_toml
 from sockmapd.config.writer import SECRET_MASK
 
-FULL_TOML = """\
+# Files that exist wherever the tests run, standing in for password and TLS files.
+THIS_FILE = Path(__file__).resolve()
+OTHER_FILE = THIS_FILE.parent / "__init__.py"
+PASSWORD_VAR = "SOCKMAPD_TEST_WRITER_PASSWORD"
+
+
+@pytest.fixture(autouse=True)
+def password_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_VAR, "from env")
+
+
+FULL_TOML = (
+    """\
 [server]
 listen = ["tcp://127.0.0.1:2224", "tcp://[::1]:2224", "unix:///run/sockmapd/sockmapd.sock"]
 max_request_bytes = 5000
@@ -28,7 +41,7 @@ file = "/var/log/sockmapd.log"
 url = "sqlite:////var/lib/sockmapd/mail.sqlite3"
 init_sql = "/usr/share/sockmapd/quickstart.sql"
 [databases.pg]
-url = "postgres://reader:p%40ss@[::1]:5433/mail?ssl=require"
+url = "postgres://reader:p%40ss@[::1]:5433/mail"
 [databases.legacydb]
 driver = "mysql"
 hosts = ["db1.example.org", "db2.example.org:3307"]
@@ -39,6 +52,31 @@ password = "se\\"cret"
 [databases.local]
 driver = "sqlite"
 name = "/srv/local.db"
+connect_timeout = 0.5
+pool_size = 1
+[databases.secure]
+driver = "postgresql"
+hosts = ["pg1.example.org", "[2001:db8::5]:5433", "unix:/run/postgresql/.s.PGSQL.5432"]
+name = "mail"
+user = "reader"
+password_file = "THIS_FILE"
+tls = true
+tls_ca_file = "THIS_FILE"
+tls_cert_file = "OTHER_FILE"
+tls_key_file = "THIS_FILE"
+tls_verify = false
+connect_timeout = 1.5
+query_timeout = 2
+pool_size = 20
+max_overflow = 0
+retry_interval = 30
+host_order = "random"
+target_session_attrs = "read-write"
+[databases.envpw]
+url = "mysql://postmap@db3.example.org/postfix?unix_socket=/run/mysqld/mysqld.sock"
+password_env = "PASSWORD_VAR"
+tls = true
+max_overflow = 1000
 [maps.recipient]
 database = "mail"
 table = "aliases"
@@ -49,7 +87,10 @@ reason = "reason"
 database = "legacydb"
 table = "postfix.domains"
 key = "domain"
-"""
+""".replace("THIS_FILE", str(THIS_FILE))
+    .replace("OTHER_FILE", str(OTHER_FILE))
+    .replace("PASSWORD_VAR", PASSWORD_VAR)
+)
 
 
 def test_full_round_trip() -> None:
@@ -65,11 +106,88 @@ def test_output_is_canonical_and_stable() -> None:
     data = tomllib.loads(text)
     assert list(data) == ["server", "log", "databases", "maps"]
     assert data["databases"]["mail"]["url"] == "sqlite+aiosqlite:////var/lib/sockmapd/mail.sqlite3"
-    assert data["databases"]["pg"]["url"] == (
-        "postgresql+asyncpg://reader:p%40ss@[::1]:5433/mail?ssl=require"
-    )
+    assert data["databases"]["pg"]["url"] == ("postgresql+asyncpg://reader:p%40ss@[::1]:5433/mail")
     assert data["server"]["request_timeout"] == 99.0
     assert "value" not in data["maps"]["virtual.domains"]
+    assert data["databases"]["secure"] == {
+        "driver": "postgresql",
+        "hosts": ["pg1.example.org", "[2001:db8::5]:5433", "unix:/run/postgresql/.s.PGSQL.5432"],
+        "name": "mail",
+        "user": "reader",
+        "password_file": str(THIS_FILE),
+        "tls": True,
+        "tls_ca_file": str(THIS_FILE),
+        "tls_cert_file": str(OTHER_FILE),
+        "tls_key_file": str(THIS_FILE),
+        "tls_verify": False,
+        "connect_timeout": 1.5,
+        "query_timeout": 2.0,
+        "pool_size": 20,
+        "max_overflow": 0,
+        "retry_interval": 30.0,
+        "host_order": "random",
+        "target_session_attrs": "read-write",
+    }
+    assert data["databases"]["envpw"] == {
+        "url": "mysql+asyncmy://postmap@db3.example.org/postfix"
+        "?unix_socket=%2Frun%2Fmysqld%2Fmysqld.sock",
+        "password_env": PASSWORD_VAR,
+        "tls": True,
+        "max_overflow": 1000,
+    }
+    assert data["databases"]["local"] == {
+        "driver": "sqlite",
+        "name": "/srv/local.db",
+        "connect_timeout": 0.5,
+        "pool_size": 1,
+    }
+
+
+def test_default_connection_settings_are_not_written() -> None:
+    text = to_toml(parse_config("[databases.m]\ndriver = 'mysql'\nhosts = ['db']\n"))
+    assert tomllib.loads(text)["databases"]["m"] == {"driver": "mysql", "hosts": ["db"]}
+    explicit = (
+        "[databases.m]\ndriver = 'mysql'\nhosts = ['db']\ntls = false\nconnect_timeout = 3\n"
+        "query_timeout = 5.0\npool_size = 5\nmax_overflow = 10\nretry_interval = 60\n"
+        "host_order = 'in_order'\n"
+    )
+    assert to_toml(parse_config(explicit)) == text
+
+
+def test_password_file_and_env_are_written_unmasked() -> None:
+    config = parse_config(FULL_TOML)
+    data = tomllib.loads(to_toml(config))
+    assert data["databases"]["secure"]["password_file"] == str(THIS_FILE)
+    assert data["databases"]["envpw"]["password_env"] == PASSWORD_VAR
+    assert "from env" not in to_toml(config, reveal_secrets=True)
+    assert config.databases["envpw"].secret() == "from env"
+
+
+def test_no_note_for_password_file_or_env() -> None:
+    text = to_toml(
+        parse_config(
+            f"[databases.f]\nurl = 'mysql://u@h/d'\npassword_file = '{THIS_FILE}'\n"
+            "[databases.e]\ndriver = 'postgresql'\nhosts = ['h']\n"
+            f"password_env = '{PASSWORD_VAR}'\n"
+        )
+    )
+    assert "--show-secrets" not in text
+    assert SECRET_MASK not in text
+
+
+def test_relative_password_and_tls_files_survive_without_base_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("pw", "ca.pem"):
+        (tmp_path / name).write_text("x\n")
+    config = parse_config(
+        "[databases.m]\ndriver = 'mysql'\nhosts = ['h']\npassword_file = 'pw'\n"
+        "tls = true\ntls_ca_file = 'ca.pem'\n"
+    )
+    database = config.databases["m"]
+    assert (database.password_file, database.tls_ca_file) == (Path("pw"), Path("ca.pem"))
+    assert parse_config(to_toml(config)) == config
 
 
 def test_secrets_are_masked_by_default() -> None:
@@ -80,7 +198,7 @@ def test_secrets_are_masked_by_default() -> None:
     data = tomllib.loads(text)
     assert data["databases"]["legacydb"]["password"] == SECRET_MASK
     assert data["databases"]["pg"]["url"] == (
-        f"postgresql+asyncpg://reader:{SECRET_MASK}@[::1]:5433/mail?ssl=require"
+        f"postgresql+asyncpg://reader:{SECRET_MASK}@[::1]:5433/mail"
     )
     note = f'# Passwords are masked as "{SECRET_MASK}"; run with --show-secrets to write them.'
     lines = text.splitlines()
@@ -95,6 +213,8 @@ def test_masked_output_still_parses() -> None:
     assert reloaded.maps == config.maps
     pg = reloaded.databases["pg"].sqlalchemy_url()
     assert pg.password == SECRET_MASK
+    assert reloaded.databases["secure"] == config.databases["secure"]
+    assert reloaded.databases["envpw"] == config.databases["envpw"]
 
 
 def test_no_note_without_secrets() -> None:
@@ -148,8 +268,10 @@ host_entries = st.one_of(
     hostnames,
     st.builds(lambda h, p: f"{h}:{p}", hostnames, ports),
     st.builds(lambda ip, p: f"[{ip}]:{p}", st.ip_addresses(v=6), ports),
+    st.from_regex(r"/[a-z0-9/._-]{1,40}", fullmatch=True).map(lambda p: "unix:" + p),
 )
 seconds = st.floats(min_value=0.001, max_value=99.99, allow_nan=False, allow_infinity=False)
+existing_files = st.sampled_from([str(THIS_FILE), str(OTHER_FILE)])
 
 
 def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
@@ -158,6 +280,48 @@ def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 def without_none(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def connection_settings(*, tls: bool, postgresql: bool) -> st.SearchStrategy[dict[str, Any]]:
+    """Return optional connection settings valid for a database of the given kind."""
+    tls_cert = existing_files if tls else st.none()
+    return st.builds(
+        lambda cert, key, **values: without_none(
+            tls_cert_file=cert, tls_key_file=None if cert is None else key, **values
+        ),
+        optional(tls_cert),
+        existing_files,
+        tls=st.just(True) if tls else optional(st.just(False)),
+        tls_ca_file=optional(existing_files) if tls else st.none(),
+        tls_verify=optional(st.booleans()) if tls else st.none(),
+        connect_timeout=optional(seconds),
+        query_timeout=optional(seconds),
+        pool_size=optional(st.integers(min_value=1, max_value=1000)),
+        max_overflow=optional(st.integers(min_value=0, max_value=1000)),
+        retry_interval=optional(seconds),
+        host_order=optional(st.sampled_from(["in_order", "random"])),
+        target_session_attrs=optional(
+            st.sampled_from(
+                ["any", "read-write", "read-only", "primary", "standby", "prefer-standby"]
+            )
+        )
+        if postgresql
+        else st.none(),
+    )
+
+
+def server_settings(driver: str) -> st.SearchStrategy[dict[str, Any]]:
+    return st.booleans().flatmap(
+        lambda tls: connection_settings(tls=tls, postgresql=driver.startswith("postgres"))
+    )
+
+
+password_sources = st.one_of(
+    st.builds(lambda p: {"password": p}, text),
+    st.builds(lambda p: {"password_file": p}, existing_files),
+    st.just({"password_env": PASSWORD_VAR}),
+    st.just({}),
+)
 
 
 servers = st.builds(
@@ -181,34 +345,54 @@ url_databases = st.one_of(
         absolute_paths.filter(lambda p: p != "/:memory:" and "?" not in p and "#" not in p),
         optional(absolute_paths.filter(lambda p: p.strip())),
     ),
-    st.builds(
-        lambda scheme, user, password, host, port, db: (
-            {"url": f"{scheme}://{user}:{password}@{host}:{port}/{db}"}
-        ),
-        st.sampled_from(["mysql", "mariadb", "postgresql", "postgres", "mysql+asyncmy"]),
-        identifiers,
-        st.from_regex(r"[A-Za-z0-9]{1,12}", fullmatch=True),
-        hostnames,
-        ports,
-        identifiers,
+    st.sampled_from(["mysql", "mariadb", "postgresql", "postgres", "mysql+asyncmy"]).flatmap(
+        lambda scheme: (
+            st.builds(
+                lambda user, password, host, port, db, extra: {
+                    "url": f"{scheme}://{user}{password}@{host}:{port}/{db}",
+                    **extra,
+                },
+                identifiers,
+                st.from_regex(r"[A-Za-z0-9]{1,12}", fullmatch=True).map(lambda p: ":" + p),
+                hostnames,
+                ports,
+                identifiers,
+                server_settings(scheme),
+            )
+            | st.builds(
+                lambda user, host, db, secret, extra: {
+                    "url": f"{scheme}://{user}@{host}/{db}",
+                    **secret,
+                    **extra,
+                },
+                identifiers,
+                hostnames,
+                identifiers,
+                password_sources.filter(lambda s: "password" not in s),
+                server_settings(scheme),
+            )
+        )
     ),
 )
 structured_databases = st.one_of(
-    st.builds(
-        lambda driver, hosts, port, name, user, password: without_none(
-            driver=driver, hosts=hosts, port=port, name=name, user=user, password=password
-        ),
-        st.sampled_from(["mysql", "postgresql"]),
-        st.lists(host_entries, min_size=1, max_size=3),
-        optional(ports),
-        optional(identifiers),
-        optional(identifiers),
-        optional(text),
+    st.sampled_from(["mysql", "postgresql"]).flatmap(
+        lambda driver: st.builds(
+            lambda hosts, port, name, user, secret, extra: without_none(
+                driver=driver, hosts=hosts, port=port, name=name, user=user, **secret, **extra
+            ),
+            st.lists(host_entries, min_size=1, max_size=3),
+            optional(ports),
+            optional(identifiers),
+            optional(identifiers),
+            password_sources,
+            server_settings(driver),
+        )
     ),
     st.builds(
-        lambda name, init: without_none(driver="sqlite", name=name, init_sql=init),
+        lambda name, init, extra: without_none(driver="sqlite", name=name, init_sql=init, **extra),
         absolute_paths.filter(lambda p: p != "/:memory:"),
         optional(absolute_paths.filter(lambda p: p.strip())),
+        connection_settings(tls=False, postgresql=False),
     ),
 )
 
@@ -234,7 +418,11 @@ def configs(draw: st.DrawFn) -> Config:
     )
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+# The autouse fixture only sets an environment variable, the same for every example.
+HYPOTHESIS_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=200, suppress_health_check=HYPOTHESIS_CHECKS)
 @given(configs())
 def test_generated_round_trip(config: Config) -> None:
     text = to_toml(config, reveal_secrets=True)
@@ -242,10 +430,18 @@ def test_generated_round_trip(config: Config) -> None:
     assert to_toml(parse_config(text), reveal_secrets=True) == text
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=HYPOTHESIS_CHECKS)
 @given(configs())
 def test_generated_masked_output_parses(config: Config) -> None:
     reloaded = parse_config(to_toml(config))
     assert reloaded.maps == config.maps
     assert reloaded.server == config.server
     assert set(reloaded.databases) == set(config.databases)
+    for name, database in config.databases.items():
+        # Everything but the password itself survives masking.
+        masked = {"password", "url"}
+        assert _without(reloaded.databases[name], masked) == _without(database, masked)
+
+
+def _without(database: DatabaseConfig, fields: set[str]) -> dict[str, Any]:
+    return database.model_dump(exclude=fields)
