@@ -144,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check(path: Path, config: Config, *, connect: bool) -> int:
     if connect:
         from sockmapd.backends import DatabaseSetupError, create_engines
+
+        # Every finding is printed below as one line with its field path; the
+        # daemon's own log lines about the same failures would only repeat them.
+        quiet = logging.getLogger("sockmapd")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
         from sockmapd.backends.schema import check_databases
 
         try:

@@ -11,14 +11,17 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from sockmapd.backends.connectors import Connector
 from sockmapd.config import DatabaseConfig
 
 log = logging.getLogger(__name__)
 
+POOL_RECYCLE = 1800
+
 # Errors that mean "the database did not answer correctly". Drivers raise some of
 # them without SQLAlchemy's wrapping (asyncmy and asyncpg raise OSError subclasses
 # and their own exceptions on a dropped socket), so the lookup layer catches all.
-DatabaseError: tuple[type[BaseException], ...] = (SQLAlchemyError, OSError, TimeoutError, EOFError)
+DatabaseError: tuple[type[Exception], ...] = (SQLAlchemyError, OSError, TimeoutError, EOFError)
 
 
 class DatabaseSetupError(Exception):
@@ -32,6 +35,7 @@ class Engines:
         self._engines = dict(engines)
 
     def __getitem__(self, name: str) -> AsyncEngine:
+        """Return the engine of database name."""
         return self._engines[name]
 
     def items(self) -> list[tuple[str, AsyncEngine]]:
@@ -54,11 +58,25 @@ def create_engines(databases: Mapping[str, DatabaseConfig]) -> Engines:
 
 def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
     url = db.sqlalchemy_url()
-    if db.dialect == "sqlite":
-        _prepare_sqlite(name, url, db.init_sql)
     # Lookups are single read-only statements: AUTOCOMMIT spares the
     # BEGIN/ROLLBACK round trips a transaction per lookup would cost.
-    return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+    if db.dialect == "sqlite":
+        _prepare_sqlite(name, url, db.init_sql)
+        return create_async_engine(url, isolation_level="AUTOCOMMIT")
+    connector = Connector(name, db)
+    return create_async_engine(
+        URL.create(url.drivername),
+        async_creator=connector,
+        isolation_level="AUTOCOMMIT",
+        pool_size=db.pool_size,
+        max_overflow=db.max_overflow,
+        # Waiting longer than a query may take for a pooled connection means the
+        # database is overloaded: answer TEMP rather than queue without bound.
+        pool_timeout=db.query_timeout,
+        # Servers drop idle connections (MySQL's wait_timeout, firewalls); renew
+        # them before that rather than discover it on a lookup.
+        pool_recycle=POOL_RECYCLE,
+    )
 
 
 def _prepare_sqlite(name: str, url: URL, init_sql: Path | None) -> None:

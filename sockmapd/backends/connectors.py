@@ -1,0 +1,170 @@
+"""Open driver connections host by host, each host with its own timeout.
+
+The drivers' own multi-host support does not fit a mail server: asyncpg spends
+one timeout on all hosts together, so a host that accepts TCP and then stays
+silent starves the others, and asyncmy knows only one host. These connectors
+walk the host list themselves and give every host the full connect_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from sockmapd.backends.hosts import HostList
+from sockmapd.backends.tls import client_tls_context
+from sockmapd.config import DatabaseConfig, Endpoint
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(ConnectionError):
+    """No host of a database could be connected to."""
+
+
+class RoleMismatch(Exception):
+    """The server answered but does not have the role target_session_attrs asks for."""
+
+
+class DriverConnect(Protocol):
+    """Open one raw driver connection to one endpoint."""
+
+    async def __call__(self, endpoint: Endpoint) -> Any: ...
+
+
+class Connector:
+    """The async_creator of one database's engine: returns a raw driver connection."""
+
+    def __init__(self, name: str, db: DatabaseConfig) -> None:
+        self.name = name
+        self._db = db
+        self._hosts: HostList[Endpoint] = HostList(
+            db.endpoints(), order=db.host_order, retry_interval=db.retry_interval
+        )
+        self._tls = client_tls_context(db)
+        self._connect_one: DriverConnect = (
+            self._connect_mysql if db.dialect == "mysql" else self._connect_postgresql
+        )
+
+    @property
+    def hosts(self) -> HostList[Endpoint]:
+        """Return the host list and its failure state."""
+        return self._hosts
+
+    async def __call__(self) -> Any:
+        """Return a connection to the first usable host; raise DatabaseUnavailable if none."""
+        errors: list[str] = []
+        fallback: tuple[Endpoint, Any] | None = None
+        for endpoint in self._hosts.candidates():
+            try:
+                conn = await asyncio.wait_for(
+                    self._connect_one(endpoint), timeout=self._db.connect_timeout
+                )
+            except RoleMismatch as exc:
+                errors.append(f"{endpoint}: {exc}")
+                continue
+            except Exception as exc:
+                reason = _describe(exc, self._db.connect_timeout)
+                errors.append(f"{endpoint}: {reason}")
+                if not self._hosts.is_skipped(endpoint):
+                    log.warning(
+                        "database %s: host %s failed (%s); skipping it for %gs",
+                        self.name,
+                        endpoint,
+                        reason,
+                        self._db.retry_interval,
+                    )
+                self._hosts.failed(endpoint)
+                continue
+            self._hosts.succeeded(endpoint)
+            if self._db.dialect == "postgresql" and self._db.target_session_attrs:
+                try:
+                    ok, acceptable = await asyncio.wait_for(
+                        self._pg_role(conn), timeout=self._db.connect_timeout
+                    )
+                except Exception as exc:
+                    errors.append(f"{endpoint}: {_describe(exc, self._db.connect_timeout)}")
+                    await _close_quietly(conn)
+                    continue
+                if not ok:
+                    if acceptable and fallback is None:
+                        fallback = (endpoint, conn)
+                    else:
+                        await _close_quietly(conn)
+                    errors.append(f"{endpoint}: not {self._db.target_session_attrs}")
+                    continue
+            if fallback is not None:
+                await _close_quietly(fallback[1])
+            return conn
+        if fallback is not None:
+            return fallback[1]
+        raise DatabaseUnavailable(
+            f"database {self.name}: no usable host ({'; '.join(errors) or 'no hosts'})"
+        )
+
+    async def _connect_mysql(self, endpoint: Endpoint) -> Any:
+        import asyncmy
+
+        db = self._db
+        return await asyncmy.connect(
+            host=endpoint.host,
+            port=endpoint.port or 3306,
+            unix_socket=endpoint.unix_socket,
+            user=db.user_name(),
+            password=db.secret() or "",
+            db=db.database_name(),
+            charset="utf8mb4",
+            connect_timeout=db.connect_timeout,
+            # asyncmy's connect_timeout does not cover a server that accepts TCP and
+            # never sends its greeting, and queries need a bound too.
+            read_timeout=db.connect_timeout + db.query_timeout,
+            ssl=self._tls,
+            autocommit=True,
+        )
+
+    async def _connect_postgresql(self, endpoint: Endpoint) -> Any:
+        import asyncpg
+
+        db = self._db
+        return await asyncpg.connect(
+            host=endpoint.unix_socket or endpoint.host,
+            port=endpoint.port or 5432,
+            user=db.user_name(),
+            password=db.secret(),
+            database=db.database_name(),
+            timeout=db.connect_timeout,
+            ssl=self._tls if self._tls is not None else False,
+            server_settings={"application_name": "sockmapd"},
+        )
+
+    async def _pg_role(self, conn: Any) -> tuple[bool, bool]:
+        """Return (matches target_session_attrs, acceptable as prefer-standby fallback)."""
+        wanted = self._db.target_session_attrs
+        if wanted in (None, "any"):
+            return True, True
+        in_recovery = bool(await conn.fetchval("SELECT pg_catalog.pg_is_in_recovery()"))
+        if wanted in ("primary", "standby", "prefer-standby"):
+            if wanted == "primary":
+                return not in_recovery, False
+            return in_recovery, wanted == "prefer-standby"
+        read_only = in_recovery or (
+            await conn.fetchval("SHOW default_transaction_read_only") == "on"
+        )
+        return (read_only if wanted == "read-only" else not read_only), False
+
+
+async def _close_quietly(conn: Any) -> None:
+    try:
+        close = conn.close()
+        if asyncio.iscoroutine(close):
+            await asyncio.wait_for(close, timeout=1.0)
+    except Exception as exc:
+        log.debug("closing a spare connection failed: %s", exc)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within connect_timeout={timeout:g}s"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]

@@ -1,0 +1,106 @@
+"""``sockmapd --check-config --connect`` against real MariaDB and PostgreSQL servers."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from sqlalchemy.engine import make_url
+
+from tests.integration.databases import Database, Server, unique_name
+
+pytestmark = pytest.mark.parametrize("backend", ["mariadb", "postgresql"], indirect=True)
+
+TABLE = "cc_mailboxes"
+
+
+@pytest.fixture(scope="module")
+def mailboxes(backend: Database) -> Database:
+    """The backend with a table that the valid maps read."""
+    backend.create_text_table(TABLE, ["address", "maildir", "reason"])
+    backend.insert(TABLE, ["address", "maildir", "reason"], [("a@example.com", "a/", None)])
+    return backend
+
+
+@pytest.fixture(scope="module")
+def unreachable_url(backend: Database, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL to the backend's server that the server refuses to connect."""
+    # MariaDB: a dedicated user given the wrong password. The test PostgreSQL trusts every
+    # local connection (pg_hba.conf "trust") and would accept a wrong password, so there
+    # the URL names a database that does not exist instead.
+    if backend.name == "postgresql":
+        yield (
+            make_url(backend.url)
+            .set(database=unique_name("missing"))
+            .render_as_string(hide_password=False)
+        )
+        return
+    server: Server = request.getfixturevalue("mysql_server")
+    user = f"sockmapd_t_{secrets.token_hex(4)}"
+    admin = server.admin()
+    admin.execute([f"CREATE USER '{user}'@'%' IDENTIFIED BY 'right'"])
+    try:
+        url = make_url(backend.url).set(username=user, password="wrong")
+        yield url.render_as_string(hide_password=False)
+    finally:
+        admin.execute([f"DROP USER IF EXISTS '{user}'@'%'"])
+
+
+def _check(tmp_path: Path, config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "sockmapd.toml"
+    path.write_text(tomli_w.dumps(config))
+    return subprocess.run(
+        [sys.executable, "-m", "sockmapd", "--check-config", "--connect", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _map(database: str, table: str = TABLE, **columns: str) -> dict[str, str]:
+    return {"database": database, "table": table, "key": "address", **columns}
+
+
+def test_valid_config_with_existing_tables_exits_0(mailboxes: Database, tmp_path: Path) -> None:
+    config = {
+        "databases": {"main": {"url": mailboxes.url}},
+        "maps": {
+            "recipient": _map("main"),
+            "maildir": _map("main", value="maildir", reason="reason"),
+        },
+    }
+    result = _check(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "OK" in result.stdout
+
+
+def test_three_problems_are_reported_one_line_each(
+    mailboxes: Database, unreachable_url: str, tmp_path: Path
+) -> None:
+    config = {
+        "databases": {"main": {"url": mailboxes.url}, "locked": {"url": unreachable_url}},
+        "maps": {
+            "fine": _map("main", value="maildir"),
+            "denied": _map("locked"),
+            "notable": _map("main", table="cc_no_such_table"),
+            "nocolumn": _map("main", value="no_such_column"),
+        },
+    }
+    result = _check(tmp_path, config)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3, result.stderr
+    for field in ("databases.locked", "maps.notable.table", "maps.nocolumn.value"):
+        matching = [line for line in lines if f": {field}: " in line]
+        assert len(matching) == 1, (field, result.stderr)
+    # A password in the URL must not be echoed.
+    assert ":wrong@" not in result.stderr
