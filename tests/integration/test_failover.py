@@ -258,3 +258,35 @@ def test_steady_traffic_through_every_fault_never_notfound_or_wrong_ok(rig: Rig)
     assert outcomes[f"{FOUND}: TEMP"] + outcomes[f"{FOUND}: TIMEOUT"] > 0
     # And after the last fault the service is back.
     assert rig.ask("users", FOUND)[0] == b"OK " + FOUND.encode()
+
+
+def test_daemon_starts_with_no_reachable_database_and_answers_temp(
+    tmp_path: Path,
+) -> None:
+    # Nothing listens on this port yet: the database is down when sockmapd starts.
+    db_port = free_port()
+    port = free_port()
+    path = tmp_path / "nodb.toml"
+    path.write_text(
+        f"""
+[server]
+listen = ["tcp://127.0.0.1:{port}"]
+[databases.main]
+driver = "mysql"
+hosts = ["127.0.0.1:{db_port}"]
+name = "x"
+user = "root"
+connect_timeout = {CONNECT_TIMEOUT}
+[maps.users]
+database = "main"
+table = "fo_users"
+key = "address"
+"""
+    )
+    daemon = Daemon(path, port)
+    try:
+        reply = daemon.client().ask("users", FOUND)
+        assert reply.startswith(b"TEMP "), reply
+        assert daemon.process.poll() is None
+    finally:
+        daemon.stop()

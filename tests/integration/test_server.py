@@ -321,3 +321,50 @@ def test_port_in_use_is_a_clear_startup_error(start_daemon: DaemonFactory, tmp_p
     assert result.returncode == 1
     assert f"cannot listen on tcp://127.0.0.1:{first.port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_ipv6_and_ipv4_listeners_together(start_daemon: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    db = make_sqlite(tmp_path / "v6.sqlite3")
+    text = toml_config(db, [f"tcp://127.0.0.1:{port}", f"tcp://[::1]:{port}"])
+    daemon = start_daemon(config_text=text.replace(str(port), "@PORT@"), name="v6.toml")
+    v6 = SocketmapClient.tcp(daemon.port or 0, host="::1")
+    assert v6.ask("recipient", "alice@example.com") == b"OK alice@example.com"
+    v4 = daemon.client()
+    assert v4.ask("recipient", "bob@example.com") == b"OK bob@example.com"
+
+
+def test_query_command_against_a_running_server(daemon: Daemon) -> None:
+    def query(*keys: str) -> subprocess.CompletedProcess[str]:
+        address = f"tcp://127.0.0.1:{daemon.port}"
+        return subprocess.run(
+            [sys.executable, "-m", "sockmapd", "query", "-s", address, "recipient", *keys],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    found = query("alice@example.com")
+    assert (found.returncode, found.stdout) == (0, "OK alice@example.com\n")
+    missing = query("alice@example.com", "nobody@example.com")
+    assert missing.returncode == 1
+    assert (
+        missing.stdout == "alice@example.com\tOK alice@example.com\nnobody@example.com\tNOTFOUND\n"
+    )
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sockmapd",
+            "query",
+            "-s",
+            f"tcp://127.0.0.1:{daemon.port}",
+            "broken",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode == 3
+    assert failed.stdout.startswith("TEMP ")
