@@ -121,6 +121,8 @@ class Connector:
             read_timeout=db.connect_timeout + db.query_timeout,
             ssl=self._tls,
             autocommit=True,
+            # Lookups only read: a mistaken query can never write.
+            init_command="SET SESSION TRANSACTION READ ONLY",
         )
 
     async def _connect_postgresql(self, endpoint: Endpoint) -> Any:
@@ -135,7 +137,11 @@ class Connector:
             database=db.database_name(),
             timeout=db.connect_timeout,
             ssl=self._tls if self._tls is not None else False,
-            server_settings={"application_name": "sockmapd"},
+            # Lookups only read: a mistaken query can never write.
+            server_settings={
+                "application_name": "sockmapd",
+                "default_transaction_read_only": "on",
+            },
         )
 
     async def _pg_role(self, conn: Any) -> tuple[bool, bool]:

@@ -6,7 +6,9 @@ import logging
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -62,7 +64,9 @@ def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
     # BEGIN/ROLLBACK round trips a transaction per lookup would cost.
     if db.dialect == "sqlite":
         _prepare_sqlite(name, url, db.init_sql)
-        return create_async_engine(url, isolation_level="AUTOCOMMIT")
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        event.listen(engine.sync_engine, "connect", _sqlite_read_only)
+        return engine
     connector = Connector(name, db)
     return create_async_engine(
         URL.create(url.drivername),
@@ -77,6 +81,15 @@ def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
         # them before that rather than discover it on a lookup.
         pool_recycle=POOL_RECYCLE,
     )
+
+
+def _sqlite_read_only(dbapi_connection: Any, _record: object) -> None:
+    """Make every lookup connection refuse writes, so a mistaken query can never write."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA query_only = ON")
+    finally:
+        cursor.close()
 
 
 def _prepare_sqlite(name: str, url: URL, init_sql: Path | None) -> None:

@@ -128,7 +128,8 @@ class Daemon:
 
     def log(self) -> str:
         """Return everything the daemon has written so far."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def signal(self, signum: int) -> None:
