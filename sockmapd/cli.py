@@ -21,6 +21,13 @@ from sockmapd.config import (
     parse_listen_address,
     to_toml,
 )
+from sockmapd.config.loader import MAX_CONFIG_BYTES
+from sockmapd.config.postfix_import import (
+    PostfixImportError,
+    PostfixSource,
+    import_postfix,
+    split_table_argument,
+)
 from sockmapd.logs import configure_logging
 
 DEFAULT_CONFIG = Path("/etc/sockmapd/sockmapd.toml")
@@ -30,6 +37,7 @@ EXIT_OK = 0
 EXIT_NOTFOUND = 1
 EXIT_USAGE = 2
 EXIT_FAILED = 3
+EXIT_DROPPED = 1
 
 QUERY_EPILOG = """\
 exit status:
@@ -37,6 +45,16 @@ exit status:
   1  at least one key was not found (NOTFOUND), and nothing failed
   2  usage error
   3  a lookup failed (TEMP, TIMEOUT or PERM), or the server could not be reached
+"""
+IMPORT_EPILOG = """\
+Each file becomes one map, named by the next --name or after the file, and one
+database named after the map (files with the same connection settings share one).
+Parameters that cannot be carried over are listed on stderr as FILE: NAME: REASON.
+
+exit status:
+  0  every parameter was carried over
+  1  some parameters were dropped (listed on stderr); the config is printed all the same
+  2  usage error, or a file that cannot be read or imported
 """
 
 
@@ -118,6 +136,31 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
+    postfix = config_tools.add_parser(
+        "import-postfix",
+        help="print a config made from Postfix mysql:, pgsql: and sqlite: table files",
+        description="Print the TOML config equivalent to Postfix SQL table files\n"
+        "(mysql_table(5), pgsql_table(5), sqlite_table(5)); passwords are masked\n"
+        "unless --show-secrets is given.",
+        epilog=IMPORT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    postfix.add_argument(
+        "tables",
+        nargs="+",
+        metavar="TYPE:FILE.cf",
+        help="mysql:FILE, pgsql:FILE or sqlite:FILE; a plain FILE with dbpath is taken as sqlite",
+    )
+    postfix.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="MAP",
+        help="map name of the next file, in order (default: the file name without .cf)",
+    )
+    postfix.add_argument(
+        "--show-secrets", action="store_true", help="print passwords instead of a mask"
+    )
     return parser
 
 
@@ -127,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "query":
         return _query(args)
     if args.command == "config":
+        if args.config_command == "import-postfix":
+            return _import_postfix(args)
         return _convert(args)
     if args.connect and not args.check_config:
         print("sockmapd: --connect only goes with --check-config", file=sys.stderr)
@@ -252,3 +297,52 @@ def _convert(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(to_toml(config, reveal_secrets=args.show_secrets))
     return 0
+
+
+def _read_postfix_file(path: Path) -> str:
+    """Return the text of a Postfix table file; raise ValueError saying why it cannot be read."""
+    try:
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"the file is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the file is not valid UTF-8") from None
+
+
+def _import_postfix(args: argparse.Namespace) -> int:
+    names: list[str] = args.name
+    if len(names) > len(args.tables):
+        print(
+            f"sockmapd config import-postfix: {len(names)} --name options "
+            f"but only {len(args.tables)} files",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    sources: list[PostfixSource] = []
+    unreadable = False
+    for index, argument in enumerate(args.tables):
+        table_type, path = split_table_argument(argument)
+        try:
+            text = _read_postfix_file(Path(path))
+        except ValueError as exc:
+            print(f"{path}: {exc}", file=sys.stderr)
+            unreadable = True
+            continue
+        name = names[index] if index < len(names) else None
+        sources.append(PostfixSource(path, text, table_type, name))
+    if unreadable:
+        return EXIT_USAGE
+    try:
+        imported = import_postfix(sources)
+    except PostfixImportError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    for dropped in imported.dropped:
+        print(dropped, file=sys.stderr)
+    sys.stdout.write(to_toml(imported.config, reveal_secrets=args.show_secrets))
+    return EXIT_DROPPED if imported.dropped else EXIT_OK

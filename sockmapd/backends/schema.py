@@ -1,13 +1,24 @@
-"""Check, against the live databases, that every map's table and columns exist."""
+"""Check, against the live databases, that every map's table, columns or query work."""
 
 from __future__ import annotations
 
-from sqlalchemy import inspect
+from sqlalchemy import String, bindparam, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sockmapd.backends.engines import DatabaseError, Engines
 from sockmapd.config import Config, MapConfig, Problem
+from sockmapd.config.expansions import compile_query
+
+# A key that fills every expansion a query can use (%s %u %d %1..%9), matching nothing real.
+_LOCAL, _DOMAIN = "sockmapd-check", "a.b.c.d.e.f.g.h.i.invalid"
+PROBE_VALUES = {
+    "s": f"{_LOCAL}@{_DOMAIN}",
+    "u": _LOCAL,
+    "d": _DOMAIN,
+    **{str(i): label for i, label in enumerate(reversed(_DOMAIN.split(".")), start=1)},
+}
 
 
 def _columns(conn: Connection, config: MapConfig) -> set[str]:
@@ -18,37 +29,62 @@ def _columns(conn: Connection, config: MapConfig) -> set[str]:
     }
 
 
+async def _check_table(
+    conn: AsyncConnection, db_name: str, map_name: str, config: MapConfig
+) -> list[Problem]:
+    try:
+        found = await conn.run_sync(_columns, config)
+    except NoSuchTableError:
+        found = set()
+    if not found:
+        return [
+            Problem(
+                f"maps.{map_name}.table",
+                f"table {config.table!r} does not exist in database {db_name!r}",
+            )
+        ]
+    problems = []
+    for field in ("key", "value", "reason"):
+        column = getattr(config, field)
+        if column is not None and column.lower() not in found:
+            problems.append(
+                Problem(
+                    f"maps.{map_name}.{field}",
+                    f"column {column!r} does not exist in table "
+                    f"{config.table!r} of database {db_name!r}",
+                )
+            )
+    return problems
+
+
+async def _check_query(
+    conn: AsyncConnection, db_name: str, map_name: str, config: MapConfig
+) -> list[Problem]:
+    assert config.query is not None
+    bound = compile_query(config.query)
+    statement = text(bound.sql).bindparams(
+        *(bindparam(f"x_{code}", type_=String()) for code in bound.codes)
+    )
+    params = {f"x_{code}": PROBE_VALUES[code] for code in bound.codes}
+    try:
+        # The session is read-only, like every lookup's: running it writes nothing.
+        await conn.execute(statement, params)
+    except DatabaseError as exc:
+        message = " ".join(str(getattr(exc, "orig", None) or exc).split())
+        return [Problem(f"maps.{map_name}.query", f"fails on database {db_name!r}: {message}")]
+    return []
+
+
 async def check_databases(config: Config, engines: Engines) -> list[Problem]:
-    """Return one problem per unreachable database, missing table and missing column."""
+    """Return one problem per unreachable database, missing table or column, and failing query."""
     problems: list[Problem] = []
     for db_name, engine in engines.items():
         maps = {n: m for n, m in config.maps.items() if m.database == db_name}
         try:
             async with engine.connect() as conn:
                 for map_name, map_config in maps.items():
-                    try:
-                        found = await conn.run_sync(_columns, map_config)
-                    except NoSuchTableError:
-                        found = set()
-                    if not found:
-                        problems.append(
-                            Problem(
-                                f"maps.{map_name}.table",
-                                f"table {map_config.table!r} does not exist "
-                                f"in database {db_name!r}",
-                            )
-                        )
-                        continue
-                    for field in ("key", "value", "reason"):
-                        column = getattr(map_config, field)
-                        if column is not None and column.lower() not in found:
-                            problems.append(
-                                Problem(
-                                    f"maps.{map_name}.{field}",
-                                    f"column {column!r} does not exist in table "
-                                    f"{map_config.table!r} of database {db_name!r}",
-                                )
-                            )
+                    check = _check_query if map_config.is_query else _check_table
+                    problems.extend(await check(conn, db_name, map_name, map_config))
         except DatabaseError as exc:
             message = " ".join(str(getattr(exc, "orig", None) or exc).split())
             problems.append(Problem(f"databases.{db_name}", f"cannot connect: {message}"))

@@ -1,4 +1,4 @@
-"""Configuration: files (TOML, or the legacy Go daemon's JSON) turned into validated models."""
+"""Configuration: files (TOML, the legacy Go daemon's JSON, Postfix SQL tables) as models."""
 
 from sockmapd.config.addresses import TcpAddress, UnixAddress, parse_listen_address
 from sockmapd.config.errors import ConfigError, Problem, SecretError
@@ -8,9 +8,17 @@ from sockmapd.config.models import (
     Config,
     DatabaseConfig,
     Endpoint,
+    KeyTransform,
     LogConfig,
     MapConfig,
     ServerConfig,
+)
+from sockmapd.config.postfix_import import (
+    DroppedParameter,
+    PostfixImport,
+    PostfixImportError,
+    PostfixSource,
+    import_postfix,
 )
 from sockmapd.config.writer import to_toml
 
@@ -18,15 +26,21 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "DroppedParameter",
     "Endpoint",
+    "KeyTransform",
     "LogConfig",
     "MapConfig",
+    "PostfixImport",
+    "PostfixImportError",
+    "PostfixSource",
     "Problem",
     "SecretError",
     "ServerConfig",
     "TcpAddress",
     "UnixAddress",
     "from_legacy",
+    "import_postfix",
     "load_config",
     "parse_config",
     "parse_listen_address",

@@ -104,4 +104,10 @@ def _database(database: DatabaseConfig, reveal_secrets: bool) -> tuple[dict[str,
 
 
 def _map(entry: MapConfig) -> dict[str, Any]:
-    return _without_none(entry.model_dump())
+    # Options at their defaults are left out, as most maps use none of them.
+    fields = MapConfig.model_fields
+    return {
+        name: value
+        for name, value in entry.model_dump().items()
+        if value is not None and value != fields[name].default
+    }

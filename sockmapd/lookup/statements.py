@@ -10,7 +10,8 @@ from sqlalchemy.sql.elements import ColumnClause, quoted_name
 
 from sockmapd.config import MapConfig
 
-KEY_PARAM = "key"
+# The same bind name a query template uses for %s, so both forms share one path.
+KEY_PARAM = "x_s"
 
 
 def _ident(name: str) -> quoted_name:
@@ -20,7 +21,9 @@ def _ident(name: str) -> quoted_name:
 
 
 def build_statement(config: MapConfig) -> Select[*tuple[Any, ...]]:
-    """Return the map's SELECT; the lookup key is only ever the bound parameter ``key``."""
+    """Return the map's SELECT; the lookup key is only ever the bound parameter ``x_s``."""
+    if config.key is None or config.table_name is None:
+        raise ValueError("a table/key map is needed to build its SELECT")
     key_col: ColumnClause[object] = column(_ident(config.key))
     answer_col = column(_ident(config.value)) if config.value else key_col
     columns = [answer_col]

@@ -26,7 +26,7 @@ def test_presence_check_selects_the_key_column(dialect: str) -> None:
     q = "`" if dialect == "mysql" else '"'
     assert text == (
         f"SELECT {q}address{q} FROM {q}users{q} WHERE {q}address{q} = "
-        + {"sqlite": "?", "mysql": "%s", "postgresql": "%(key)s::VARCHAR"}[dialect]
+        + {"sqlite": "?", "mysql": "%s", "postgresql": "%(x_s)s::VARCHAR"}[dialect]
     )
 
 
@@ -36,7 +36,7 @@ def test_value_reason_and_schema() -> None:
     )
     text = sql(config, "postgresql")
     assert text == (
-        'SELECT "status", "reason" FROM "postfix"."blackwhite" WHERE "name" = %(key)s::VARCHAR'
+        'SELECT "status", "reason" FROM "postfix"."blackwhite" WHERE "name" = %(x_s)s::VARCHAR'
     )
 
 

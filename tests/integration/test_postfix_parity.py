@@ -1,0 +1,438 @@
+"""Postfix's own SQL tables and the same files imported into sockmapd answer alike."""
+
+# For each backend the .cf files in postfix_cf/ (Postfix's documented syntax, plus the
+# connection lines of that backend) are imported with `sockmapd config import-postfix`,
+# and `postmap -q` asks every key of each table twice: directly (mysql:, pgsql:, sqlite:)
+# and through sockmapd (socketmap:). Output and exit status must be identical, and so
+# must be whether postmap reported a lookup error; the error text itself may differ.
+#
+# Postfix 3.7's pgsql client always sets client_encoding LATIN1, so a UTF-8 key reaches
+# PostgreSQL as mojibake and is never found, and a non-ASCII value comes back as Latin-1
+# bytes. On PostgreSQL the values are therefore ASCII and the UTF-8 keys are ones that
+# are not in any table (Postfix cannot find the others).
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from sqlalchemy.engine import make_url
+
+from tests.integration.daemon import Daemon, free_port
+from tests.integration.databases import Database
+
+pytestmark = pytest.mark.postfix
+
+CF_DIR = Path(__file__).parent / "postfix_cf"
+MAPS = [
+    "aliases",
+    "parts",
+    "transport",
+    "rformat",
+    "domains",
+    "limited",
+    "legacy",
+    "columns",
+    "labels",
+]
+POSTFIX_TYPE = {"mariadb": "mysql", "postgresql": "pgsql", "sqlite": "sqlite"}
+WORKERS = 8
+
+# address, goto, active
+ALIASES: list[tuple[str, str | None, int]] = [
+    ("alice@example.com", "alice@mail.example", 1),
+    ("bob@example.com", "bob@mail.example", 1),
+    ("alice", "alice@local.example", 1),
+    ("@example.com", "catchall@mail.example", 1),
+    # Postfix never looks an empty key up ("empty query string -- ignored").
+    ("", "empty-key@mail.example", 1),
+    ("inactive@example.com", "gone@mail.example", 0),
+    ("team@example.com", "c@example.net", 1),
+    ("team@example.com", "a@example.net", 1),
+    ("team@example.com", "b@example.net", 1),
+    *(("big@example.com", f"big{i}@example.net", 1) for i in range(4)),
+    ("partly@example.com", None, 1),
+    ("partly@example.com", "", 1),
+    ("partly@example.com", "kept@example.net", 1),
+    ("nulls@example.com", None, 1),
+    ("nulls@example.com", "", 1),
+    ("o'brien@example.com", "obrien@mail.example", 1),
+    ("back\\slash@example.com", "backslash@mail.example", 1),
+    ("100%@example.com", "percent@mail.example", 1),
+    ("a_c@example.com", "underscore@mail.example", 1),
+    ('"john doe"@example.com', "john@mail.example", 1),
+    ("alice@other.example", "other@mail.example", 1),
+    ("alice@listed.example", "listed@mail.example", 1),
+    ("alice@sub.example.com", "sub@mail.example", 1),
+    ("user@xn--bcher-kva.example", "punycode@mail.example", 1),
+    ("noat@example.com", "plainvalue", 1),
+    ("emptylocal@example.com", "@mail.example", 1),
+    ("emptydomain@example.com", "someone@", 1),
+    ("a@b@example.com", "twoats@mail.example", 1),
+    ("jürgen@bücher.example", "juergen@mail.example", 1),
+    ("straße@example.com", "strasse@mail.example", 1),
+    ("emoji😀@example.com", "emoji@mail.example", 1),
+]
+
+# localpart, domain, goto: the empty local part must never be queried with %u.
+USERS: list[tuple[str, str, str]] = [
+    ("alice", "example.com", "alice-by-parts@mail.example"),
+    ("alice", "other.example", "alice-other-by-parts@mail.example"),
+    ("o'brien", "example.com", "obrien-by-parts@mail.example"),
+    ("jürgen", "bücher.example", "juergen-by-parts@mail.example"),
+    ("", "example.com", "empty-local@mail.example"),
+    ("a@b", "example.com", "twoats-by-parts@mail.example"),
+]
+
+# domain, nexthop
+TRANSPORT: list[tuple[str, str]] = [
+    ("example.com", "mx1.example.com"),
+    ("example.org", "mx.example.org"),
+    ("example.org", "mx2.example.org"),
+    ("alice@example.com", "alice-host.example.com"),
+]
+
+# sld, tld, v
+LABELS: list[tuple[str, str, str]] = [
+    ("example", "com", "example-com"),
+    ("example", "org", "example-org"),
+    ("", "com", "empty-label"),
+]
+
+KEYS = [
+    "alice@example.com",
+    "bob@example.com",
+    "nobody@example.com",
+    "Alice@Example.COM",
+    "BOB@EXAMPLE.COM",
+    "alice@EXAMPLE.com",
+    "alice",
+    "ALICE",
+    "nobody",
+    "@example.com",
+    "@EXAMPLE.COM",
+    "alice@",
+    "example.com",
+    "example.org",
+    "EXAMPLE.ORG",
+    "team@example.com",
+    "big@example.com",
+    "partly@example.com",
+    "nulls@example.com",
+    "inactive@example.com",
+    "o'brien@example.com",
+    "O'Brien@example.com",
+    "back\\slash@example.com",
+    "100%@example.com",
+    "1000@example.com",
+    "a_c@example.com",
+    "abc@example.com",
+    '"john doe"@example.com',
+    "x' OR '1'='1",
+    "'; DROP TABLE pp_alias; --",
+    "%",
+    "_",
+    "alice@other.example",
+    "alice@listed.example",
+    "alice@sub.example.com",
+    "alice@example.com.",
+    "alice@example..com",
+    "alice@.com",
+    "",
+    "@",
+    "alice@example.com ",
+    "alice+tag@example.com",
+    "user@xn--bcher-kva.example",
+    "noat@example.com",
+    "emptylocal@example.com",
+    "emptydomain@example.com",
+    "a@b@example.com",
+    " alice@example.com",
+    "comma,user@example.com",
+    "x" * 300 + "@example.com",
+]
+# UTF-8 keys that are in the tables: not on PostgreSQL (see the top of this file).
+UTF8_FOUND_KEYS = [
+    "jürgen@bücher.example",
+    "straße@example.com",
+    "STRAßE@example.com",
+    "emoji😀@example.com",
+]
+UTF8_MISSING_KEYS = [
+    "nobody@bücher.example",
+    "ünknown@example.com",
+    "nobody😀@example.com",
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one postmap lookup printed and returned."""
+
+    status: int
+    stdout: str
+    # postmap reported a lookup error ("fatal: table ...: query error"); the text may differ.
+    failed: bool
+    stderr: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Parity:
+    """One backend's imported config, running sockmapd and Postfix tables."""
+
+    backend: str
+    postmap: list[str]
+    cf_files: dict[str, Path]
+    postfix_type: str
+    daemon: Daemon
+    keys: list[str]
+    imported: dict[str, Any]
+
+
+def _postmap_binary() -> str:
+    found = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/usr/local/sbin")
+    if found:
+        return found
+    if os.environ.get("SOCKMAPD_REQUIRE_POSTFIX") == "1":
+        pytest.fail("postmap is not installed, and SOCKMAPD_REQUIRE_POSTFIX=1 requires it")
+    pytest.skip("postmap is not installed (Debian package postfix)")
+
+
+def _postfix_types(postmap: list[str]) -> set[str]:
+    postconf = Path(postmap[0]).with_name("postconf")
+    result = subprocess.run(
+        [str(postconf), "-c", postmap[2], "-m"], capture_output=True, text=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def _table(db: Database, table: str, columns: Sequence[str]) -> None:
+    """(Re)create a table that compares text byte for byte on every backend."""
+    options = " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin" if db.name == "mariadb" else ""
+    db.execute(
+        [f"DROP TABLE IF EXISTS {table}", f"CREATE TABLE {table} ({', '.join(columns)}){options}"]
+    )
+
+
+def _setup(db: Database) -> None:
+    _table(db, "pp_alias", ["address TEXT", "goto TEXT", "active INTEGER"])
+    db.insert("pp_alias", ["address", "goto", "active"], ALIASES)
+    _table(db, "pp_users", ["localpart TEXT", "domain TEXT", "goto TEXT"])
+    db.insert("pp_users", ["localpart", "domain", "goto"], USERS)
+    _table(db, "pp_transport", ["domain TEXT", "nexthop TEXT"])
+    db.insert("pp_transport", ["domain", "nexthop"], TRANSPORT)
+    _table(db, "pp_labels", ["sld TEXT", "tld TEXT", "v TEXT"])
+    db.insert("pp_labels", ["sld", "tld", "v"], LABELS)
+
+
+def _connection_lines(db: Database) -> str:
+    """Return the .cf lines that connect Postfix to the backend's database."""
+    url = make_url(db.url)
+    if db.name == "sqlite":
+        return f"dbpath = {url.database}\n"
+    # Both host forms of the manuals: inet:host:port for MySQL, host:port for PostgreSQL.
+    prefix, default_port = ("inet:", 3306) if db.name == "mariadb" else ("", 5432)
+    lines = [
+        f"hosts = {prefix}{url.host}:{url.port or default_port}",
+        f"user = {url.username}",
+        f"dbname = {url.database}",
+    ]
+    if url.password:
+        lines.append(f"password = {url.password}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_cf_files(db: Database, directory: Path) -> dict[str, Path]:
+    connection = _connection_lines(db)
+    files: dict[str, Path] = {}
+    for name in MAPS:
+        body = (CF_DIR / f"{name}.cf").read_text()
+        body = body.replace("@DOMAIN_FILE@", str(CF_DIR / "domains.txt"))
+        path = directory / f"{name}.cf"
+        path.write_text(connection + body)
+        files[name] = path
+    return files
+
+
+def _import(postfix_type: str, files: dict[str, Path]) -> subprocess.CompletedProcess[str]:
+    names = [arg for name in files for arg in ("--name", name)]
+    sources = [f"{postfix_type}:{path}" for path in files.values()]
+    command = [sys.executable, "-m", "sockmapd", "config", "import-postfix", "--show-secrets"]
+    return subprocess.run(
+        [*command, *names, *sources],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _keys(backend: str) -> list[str]:
+    utf8 = UTF8_MISSING_KEYS if backend == "postgresql" else UTF8_FOUND_KEYS + UTF8_MISSING_KEYS
+    return KEYS + utf8
+
+
+@pytest.fixture(scope="module")
+def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
+    """The backend's tables, its Postfix .cf files and sockmapd running their import."""
+    directory = tmp_path_factory.mktemp(f"parity-{backend.name}")
+    postfix_dir = directory / "postfix"
+    postfix_dir.mkdir()
+    (postfix_dir / "main.cf").write_text("")
+    postmap = [_postmap_binary(), "-c", str(postfix_dir)]
+    postfix_type = POSTFIX_TYPE[backend.name]
+    if postfix_type not in _postfix_types(postmap):
+        pytest.fail(f"Postfix lacks the {postfix_type} map type (postconf -m)")
+    _setup(backend)
+    files = _write_cf_files(backend, directory)
+    result = _import(postfix_type, files)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    imported = tomllib.loads(result.stdout)
+    port = free_port()
+    config = dict(imported)
+    server = dict(config.get("server", {}))
+    server["listen"] = [f"tcp://127.0.0.1:{port}"]
+    config["server"] = server
+    path = directory / "sockmapd.toml"
+    path.write_text(tomli_w.dumps(config))
+    daemon = Daemon(path, port)
+    try:
+        yield Parity(
+            backend.name, postmap, files, postfix_type, daemon, _keys(backend.name), imported
+        )
+    finally:
+        daemon.stop()
+
+
+def _run(command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        encoding="utf-8",
+        errors="backslashreplace",
+        timeout=120,
+    )
+
+
+def _failed(stderr: str) -> bool:
+    return "fatal:" in stderr
+
+
+def _one(postmap: list[str], table: str, key: str) -> Outcome:
+    result = _run([*postmap, "-q", key, table])
+    return Outcome(result.returncode, result.stdout, _failed(result.stderr), result.stderr)
+
+
+def _batch(postmap: list[str], table: str, keys: list[str]) -> dict[str, Outcome] | None:
+    """Look every key up in one postmap run; None when a lookup failed (postmap stops there)."""
+    result = _run([*postmap, "-q", "-", table], stdin="".join(f"{key}\n" for key in keys))
+    if _failed(result.stderr) or result.returncode not in (0, 1):
+        return None
+    found: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        key, tab, value = line.partition("\t")
+        assert tab, line
+        found.setdefault(key, []).append(value)
+    assert set(found) <= set(keys), set(found) - set(keys)
+    return {
+        key: Outcome(0, "".join(f"{v}\n" for v in found[key]), False)
+        if key in found
+        else Outcome(1, "", False)
+        for key in keys
+    }
+
+
+def _lookups(postmap: list[str], table: str, keys: list[str]) -> dict[str, Outcome]:
+    batch = _batch(postmap, table, keys)
+    if batch is not None:
+        return batch
+    with ThreadPoolExecutor(WORKERS) as pool:
+        outcomes = list(pool.map(lambda key: _one(postmap, table, key), keys))
+    return dict(zip(keys, outcomes, strict=True))
+
+
+def _direct(parity: Parity, map_name: str) -> str:
+    return f"{parity.postfix_type}:{parity.cf_files[map_name]}"
+
+
+def _through_sockmapd(parity: Parity, map_name: str) -> str:
+    return f"socketmap:inet:127.0.0.1:{parity.daemon.port}:{map_name}"
+
+
+def _show(outcome: Outcome) -> str:
+    text = f"exit {outcome.status}, stdout {outcome.stdout!r}"
+    if outcome.failed:
+        text += f", error: {outcome.stderr.strip()!r}"
+    return text
+
+
+def test_postfix_and_sockmapd_answer_alike(parity: Parity) -> None:
+    differences: list[str] = []
+    lookups = 0
+    for map_name in MAPS:
+        postfix = _lookups(parity.postmap, _direct(parity, map_name), parity.keys)
+        sockmapd = _lookups(parity.postmap, _through_sockmapd(parity, map_name), parity.keys)
+        for key in parity.keys:
+            lookups += 1
+            if postfix[key] != sockmapd[key]:
+                differences.append(
+                    f"{map_name} {key!r}:\n    postfix:  {_show(postfix[key])}\n"
+                    f"    sockmapd: {_show(sockmapd[key])}"
+                )
+    print(
+        f"\nparity {parity.backend}: {len(parity.keys)} keys, {len(MAPS)} maps, "
+        f"{lookups} lookups, {len(differences)} differences"
+    )
+    assert not differences, "\n".join(differences)
+
+
+def test_the_keys_reach_every_kind_of_postfix_answer(parity: Parity) -> None:
+    # The comparison above is only as good as its keys: check that they exercise every
+    # kind of answer on the Postfix side.
+    aliases = _lookups(parity.postmap, _direct(parity, "aliases"), parity.keys)
+    assert aliases["team@example.com"] == Outcome(
+        0, "a@example.net,b@example.net,c@example.net\n", False
+    )
+    assert aliases["Alice@Example.COM"] == Outcome(0, "alice@mail.example\n", False)
+    assert aliases["nobody@example.com"] == Outcome(1, "", False)
+    limited = _one(parity.postmap, _direct(parity, "limited"), "big@example.com")
+    assert limited.failed, limited
+    transport = _one(parity.postmap, _direct(parity, "transport"), "example.org")
+    assert transport.stdout == "smtp:[mx.example.org],smtp:[mx2.example.org]\n"
+
+
+def test_import_lowercases_keys_and_carries_the_options(parity: Parity) -> None:
+    maps = parity.imported["maps"]
+    assert isinstance(maps, dict)
+    assert sorted(maps) == sorted(MAPS)
+    for name, spec in maps.items():
+        assert spec["key_transform"] == ["lowercase"], name
+    assert maps["transport"]["result_format"] == "smtp:[%s]"
+    assert maps["limited"]["expansion_limit"] == 3
+    domains = ["example.com", "bücher.example", f"file:{CF_DIR / 'domains.txt'}"]
+    assert maps["domains"]["domain"] == domains
+    assert "pp_alias" in maps["legacy"]["query"]
+
+
+def test_import_lists_dropped_parameters_and_exits_1(tmp_path: Path) -> None:
+    cf = tmp_path / "dropped.cf"
+    cf.write_text(
+        f"dbpath = {tmp_path / 'x.sqlite3'}\n"
+        "query = SELECT goto FROM pp_alias WHERE address = '%s'\n"
+        "no_such_parameter = yes\n"
+    )
+    result = _import("sqlite", {"dropped": cf})
+    assert result.returncode == 1, result.stderr
+    assert "no_such_parameter" in result.stderr
+    assert "[maps.dropped]" in result.stdout

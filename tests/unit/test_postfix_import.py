@@ -1,0 +1,624 @@
+"""Importing Postfix mysql:, pgsql: and sqlite: table files, and the import-postfix command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from sockmapd.cli import main
+from sockmapd.config import Config, load_config, parse_config, to_toml
+from sockmapd.config.postfix_import import (
+    DroppedParameter,
+    PostfixImport,
+    PostfixImportError,
+    PostfixSource,
+    PostfixType,
+    import_postfix,
+    parse_cf,
+    split_table_argument,
+)
+from sockmapd.config.writer import SECRET_MASK
+
+MYSQL_CF = """\
+# mysql-virtual.cf: virtual_alias_maps = proxy:mysql:/etc/postfix/mysql-virtual.cf
+hosts = inet:db1.example.org:3307, unix:/run/mysqld/mysqld.sock
+        db2.example.org
+user = postfix
+password = some_password
+dbname = mail
+
+query = SELECT goto FROM alias
+    WHERE address = '%s' AND active = 1
+result_format = smtp:[%s]
+domain = Example.COM, example.net
+expansion_limit = 1
+tls_cert_file = CERT
+tls_key_file = KEY
+tls_CAfile = CA
+tls_verify_cert = yes
+"""
+
+PGSQL_CF = """\
+hosts = inet:pg1.example.org:5433 unix:/run/postgresql
+user = someone
+password = some_password
+dbname = customer_database
+query = SELECT replacement FROM aliases WHERE mailbox = '%s'
+"""
+
+SQLITE_CF = """\
+dbpath = /var/lib/postfix/aliases.sqlite
+query = SELECT replacement FROM aliases WHERE mailbox = '%s'
+"""
+
+LEGACY_CF = """\
+dbpath = /var/lib/postfix/mail.sqlite
+select_field = forw_addr
+table = mxaliases
+where_field = alias
+additional_conditions = AND status = 'paid'
+"""
+
+
+def run(
+    *texts: str, kind: PostfixType | None = "mysql", names: list[str] | None = None
+) -> PostfixImport:
+    sources = [
+        PostfixSource(
+            f"/etc/postfix/t{index}.cf",
+            text,
+            kind,
+            None if names is None else names[index],
+        )
+        for index, text in enumerate(texts)
+    ]
+    return import_postfix(sources)
+
+
+def failure(*texts: str, kind: PostfixType | None = "mysql") -> list[str]:
+    with pytest.raises(PostfixImportError) as info:
+        run(*texts, kind=kind)
+    return info.value.problems
+
+
+def dropped(result: PostfixImport) -> list[tuple[str, str]]:
+    return [(d.parameter, d.reason) for d in result.dropped]
+
+
+def assert_loads(config: Config) -> None:
+    """The written config loads back to the same, with and without secrets."""
+    assert parse_config(to_toml(config, reveal_secrets=True)) == config
+    masked = parse_config(to_toml(config))
+    assert masked.maps == config.maps
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, Path]:
+    files = {name: tmp_path / f"{name.lower()}.pem" for name in ("CERT", "KEY", "CA")}
+    for path in files.values():
+        path.write_text("-----BEGIN PLACEHOLDER-----\n")
+    return files
+
+
+def mysql_cf(tls_files: dict[str, Path]) -> str:
+    text = MYSQL_CF
+    for name, path in tls_files.items():
+        text = text.replace(f" = {name}\n", f" = {path}\n")
+    return text
+
+
+# ---------------------------------------------------------------- .cf syntax
+
+
+def test_parse_cf_syntax() -> None:
+    text = (
+        "\ufeff# comment\n"
+        "hosts = a b\n"
+        "\n"
+        "query = SELECT x\n"
+        "    FROM t\n"
+        "# a comment inside does not end the line\n"
+        "\tWHERE k = '%s'   \n"
+        "user=alice\n"
+        "  \n"
+        "password =\n"
+        "user = bob\n"
+        "result_format = a = b # not a comment\n"
+    )
+    assert parse_cf(text) == {
+        "hosts": "a b",
+        "query": "SELECT x FROM t WHERE k = '%s'",
+        "user": "bob",
+        "password": "",
+        "result_format": "a = b # not a comment",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hosts = a\nuser\n", "line 2: expected 'name = value', found no '='"),
+        (" hosts = a\n", "line 1: a line that starts with whitespace continues the line"),
+        ("= value\n", "line 1: expected 'name = value', found '' before '='"),
+        ("two words = x\n", "line 1: expected 'name = value', found 'two words' before '='"),
+    ],
+)
+def test_parse_cf_rejects(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + message):
+        parse_cf(text)
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("mysql:/etc/postfix/a.cf", ("mysql", "/etc/postfix/a.cf")),
+        ("pgsql:/etc/postfix/a.cf", ("pgsql", "/etc/postfix/a.cf")),
+        ("sqlite:a.cf", ("sqlite", "a.cf")),
+        ("proxy:mysql:/etc/postfix/a.cf", ("mysql", "/etc/postfix/a.cf")),
+        ("/etc/postfix/a.cf", (None, "/etc/postfix/a.cf")),
+        ("hash:/etc/postfix/a", (None, "hash:/etc/postfix/a")),
+        ("mysql", (None, "mysql")),
+    ],
+)
+def test_split_table_argument(argument: str, expected: tuple[str | None, str]) -> None:
+    assert split_table_argument(argument) == expected
+
+
+# ---------------------------------------------------------------- each table type
+
+
+def test_mysql_file(tls_files: dict[str, Path]) -> None:
+    result = run(mysql_cf(tls_files), names=["virtual"])
+    assert result.dropped == ()
+    config = result.config
+    database = config.databases["virtual"]
+    assert database.driver == "mysql"
+    assert database.hosts == [
+        "db1.example.org:3307",
+        "unix:/run/mysqld/mysqld.sock",
+        "db2.example.org",
+    ]
+    assert (database.name, database.user) == ("mail", "postfix")
+    assert database.password == SecretStr("some_password")
+    assert database.tls is True
+    assert database.tls_cert_file == tls_files["CERT"]
+    assert database.tls_key_file == tls_files["KEY"]
+    assert database.tls_ca_file == tls_files["CA"]
+    assert database.tls_verify is True
+    assert database.host_order == "random"
+    entry = config.maps["virtual"]
+    assert entry.database == "virtual"
+    assert entry.query == "SELECT goto FROM alias WHERE address = '%s' AND active = 1"
+    assert entry.result_format == "smtp:[%s]"
+    assert entry.domain == ["example.com", "example.net"]
+    assert entry.expansion_limit == 1
+    assert entry.key_transform == ["lowercase"]
+    assert_loads(config)
+
+
+def test_mysql_tls_verify_cert_no(tls_files: dict[str, Path]) -> None:
+    text = mysql_cf(tls_files).replace("tls_verify_cert = yes", "tls_verify_cert = No")
+    assert run(text).config.databases["t0"].tls_verify is False
+
+
+def test_mysql_tls_only_ca_file(tls_files: dict[str, Path]) -> None:
+    text = f"hosts = db\nquery = {SQLITE_CF.splitlines()[1][8:]}\ntls_CAfile = {tls_files['CA']}\n"
+    database = run(text).config.databases["t0"]
+    assert (database.tls, database.tls_ca_file, database.tls_verify) == (
+        True,
+        tls_files["CA"],
+        True,
+    )
+
+
+def test_mysql_without_tls_settings_or_hosts() -> None:
+    result = run("dbname = mail\nquery = SELECT 1 FROM t WHERE k = '%s'\ntls_verify_cert = no\n")
+    database = result.config.databases["t0"]
+    assert database.tls is False
+    # Postfix's own default host.
+    assert database.hosts == ["localhost"]
+    assert result.dropped == ()
+
+
+def test_pgsql_file() -> None:
+    result = run(PGSQL_CF, kind="pgsql")
+    assert result.dropped == ()
+    database = result.config.databases["t0"]
+    assert database.driver == "postgresql"
+    assert database.hosts == ["pg1.example.org:5433", "unix:/run/postgresql"]
+    assert (database.name, database.user) == ("customer_database", "someone")
+    assert database.password == SecretStr("some_password")
+    assert database.host_order == "random"
+    entry = result.config.maps["t0"]
+    assert entry.query == "SELECT replacement FROM aliases WHERE mailbox = '%s'"
+    assert entry.key_transform == ["lowercase"]
+    assert_loads(result.config)
+
+
+def test_pgsql_select_function() -> None:
+    text = "hosts = db\nselect_function = my_lookup_user_alias\nselect_field = x\n"
+    result = run(text, kind="pgsql")
+    assert result.config.maps["t0"].query == "SELECT my_lookup_user_alias('%s')"
+    assert dropped(result) == [
+        ("select_field", "ignored, as by Postfix, because select_function is set")
+    ]
+
+
+def test_pgsql_uri_is_dropped_when_other_hosts_remain() -> None:
+    text = PGSQL_CF.replace("hosts = ", "hosts = postgresql://u:pw@db.example.org/mail ")
+    result = run(text, kind="pgsql")
+    assert result.config.databases["t0"].hosts == ["pg1.example.org:5433", "unix:/run/postgresql"]
+    [(parameter, reason)] = dropped(result)
+    assert parameter == "hosts"
+    assert reason.startswith("a postgresql:// connection URI cannot be expressed")
+    assert "pw" not in reason
+
+
+def test_pgsql_uri_alone_is_an_error() -> None:
+    text = "hosts = postgresql://u:pw@db/mail?sslmode=require\n" + PGSQL_CF.split("\n", 1)[1]
+    [problem] = failure(text, kind="pgsql")
+    assert problem.startswith("/etc/postfix/t0.cf: hosts: a postgresql:// connection URI")
+    assert "pw@" not in problem
+
+
+def test_sqlite_file() -> None:
+    result = run(SQLITE_CF, kind="sqlite")
+    assert result.dropped == ()
+    database = result.config.databases["t0"]
+    assert (database.driver, database.name) == ("sqlite", "/var/lib/postfix/aliases.sqlite")
+    assert database.host_order == "in_order"
+    assert result.config.maps["t0"].query == (
+        "SELECT replacement FROM aliases WHERE mailbox = '%s'"
+    )
+    assert_loads(result.config)
+
+
+def test_sqlite_is_guessed_from_dbpath() -> None:
+    assert run(SQLITE_CF, kind=None).config.databases["t0"].driver == "sqlite"
+
+
+def test_type_cannot_be_guessed_without_dbpath() -> None:
+    assert failure(PGSQL_CF, kind=None) == [
+        "/etc/postfix/t0.cf: cannot tell the table type: write mysql:FILE, pgsql:FILE or "
+        "sqlite:FILE (a file with dbpath is taken as sqlite)"
+    ]
+
+
+def test_sqlite_needs_dbpath() -> None:
+    assert failure("query = SELECT 1 FROM t WHERE k = '%s'\n", kind="sqlite") == [
+        "/etc/postfix/t0.cf: dbpath: required: the SQLite database file"
+    ]
+
+
+# ---------------------------------------------------------------- the legacy query fields
+
+
+def test_legacy_select_field_form() -> None:
+    result = run(LEGACY_CF, kind="sqlite")
+    assert result.dropped == ()
+    assert result.config.maps["t0"].query == (
+        "SELECT forw_addr FROM mxaliases WHERE alias = '%s' AND status = 'paid'"
+    )
+    assert_loads(result.config)
+
+
+def test_legacy_without_additional_conditions() -> None:
+    text = "hosts = db\nselect_field = forw_addr\ntable = mxaliases\nwhere_field = alias\n"
+    query = run(text).config.maps["t0"].query
+    assert query == "SELECT forw_addr FROM mxaliases WHERE alias = '%s'"
+
+
+def test_legacy_fields_are_ignored_when_query_is_set() -> None:
+    result = run(SQLITE_CF + "select_field = x\ntable = t\n", kind="sqlite")
+    assert result.config.maps["t0"].query == (
+        "SELECT replacement FROM aliases WHERE mailbox = '%s'"
+    )
+    assert dropped(result) == [
+        ("select_field", "ignored, as by Postfix, because query is set"),
+        ("table", "ignored, as by Postfix, because query is set"),
+    ]
+
+
+def test_incomplete_legacy_fields() -> None:
+    assert failure("hosts = db\nselect_field = x\ntable = t\n") == [
+        "/etc/postfix/t0.cf: select_field, table, where_field: give all three (or query instead)"
+    ]
+
+
+def test_no_query_at_all() -> None:
+    assert failure("hosts = db\n") == [
+        "/etc/postfix/t0.cf: query: required (or the legacy select_field, table, where_field)"
+    ]
+
+
+def test_legacy_query_problem_names_the_legacy_fields() -> None:
+    text = "hosts = db\nselect_field = x; DROP TABLE t\ntable = t\nwhere_field = k\n"
+    [problem] = failure(text)
+    assert problem.startswith(
+        "/etc/postfix/t0.cf: select_field, table, where_field, additional_conditions: ';'"
+    )
+
+
+# ---------------------------------------------------------------- dropped parameters
+
+
+def test_dropped_parameters_are_reported_in_file_order() -> None:
+    text = """\
+hosts = db
+dbpath = /x.sqlite
+option_file = /etc/my.cnf
+option_group = client
+query = SELECT goto FROM alias WHERE address = '%s'
+require_result_set = no
+idle_interval = 30
+retry_interval = 20
+domain = example.com hash:/etc/postfix/domains !bad.example
+tls_CApath = /etc/ssl/certs
+tls_ciphers = HIGH
+frobnicate = 1
+"""
+    result = run(text)
+    assert [parameter for parameter, _ in dropped(result)] == [
+        "dbpath",
+        "option_file",
+        "option_group",
+        "require_result_set",
+        "idle_interval",
+        "domain",
+        "domain",
+        "tls_CApath",
+        "tls_ciphers",
+        "frobnicate",
+    ]
+    reasons = dict(dropped(result))
+    assert reasons["dbpath"] == (
+        "not a parameter of mysql_table(5), only of sqlite_table(5); Postfix ignores it here too"
+    )
+    assert reasons["frobnicate"] == "not a parameter of mysql_table(5); Postfix ignores it too"
+    assert "sockmapd reads no MySQL option files" in reasons["option_file"]
+    assert "only SELECT queries" in reasons["require_result_set"]
+    assert "closes no idle connection" in reasons["idle_interval"]
+    assert "tls_ca_file" in reasons["tls_CApath"]
+    assert "cipher list" in reasons["tls_ciphers"]
+    domain_reasons = [r for p, r in dropped(result) if p == "domain"]
+    assert domain_reasons[0].startswith("hash:/etc/postfix/domains: type:table lookups")
+    assert domain_reasons[1] == "!bad.example: negated patterns are not supported"
+    config = result.config
+    assert config.maps["t0"].domain == ["example.com"]
+    # TLS is on in Postfix when a CA path or cipher list is given.
+    assert config.databases["t0"].tls is True
+    assert config.databases["t0"].retry_interval == 20.0
+    assert_loads(config)
+    assert str(result.dropped[0]) == (
+        "/etc/postfix/t0.cf: dbpath: not a parameter of mysql_table(5), only of "
+        "sqlite_table(5); Postfix ignores it here too"
+    )
+
+
+def test_require_result_set_yes_is_what_sockmapd_does() -> None:
+    result = run("hosts = db\nquery = SELECT 1 FROM t WHERE k = '%s'\nrequire_result_set = yes\n")
+    assert result.dropped == ()
+
+
+def test_tls_parameters_of_a_pgsql_file_are_dropped() -> None:
+    result = run(PGSQL_CF + "tls_CAfile = /etc/ssl/ca.pem\n", kind="pgsql")
+    assert dropped(result) == [
+        (
+            "tls_CAfile",
+            "not a parameter of pgsql_table(5), only of mysql_table(5); Postfix ignores it "
+            "here too",
+        )
+    ]
+    assert result.config.databases["t0"].tls is False
+
+
+def test_domain_with_only_tables_warns_that_no_filter_is_left() -> None:
+    result = run(SQLITE_CF + "domain = hash:/etc/postfix/domains\n", kind="sqlite")
+    assert [p for p, _ in dropped(result)] == ["domain", "domain"]
+    assert dropped(result)[1][1] == (
+        "no domain is left, so sockmapd looks up the keys of every domain"
+    )
+    assert result.config.maps["t0"].domain == []
+
+
+def test_domain_files_become_file_entries(tmp_path: Path) -> None:
+    listed = tmp_path / "domains"
+    listed.write_text("example.org\n")
+    result = run(SQLITE_CF + f"domain = example.com {listed}\n", kind="sqlite")
+    entry = result.config.maps["t0"]
+    assert entry.domain == ["example.com", f"file:{listed}"]
+    assert entry.domains() == {"example.com", "example.org"}
+
+
+# ---------------------------------------------------------------- invalid values
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("tls_verify_cert = maybe", "tls_verify_cert: expected yes or no, found 'maybe'"),
+        ("require_result_set = 1", "require_result_set: expected yes or no, found '1'"),
+        ("expansion_limit = -1", "expansion_limit: expected a whole number, found '-1'"),
+        ("retry_interval = 1m", "retry_interval: expected a whole number, found '1m'"),
+        ("retry_interval = 0", "retry_interval: Input should be greater than 0"),
+        ("domain = bad_domain", "domain: 'bad_domain' is not a valid domain name"),
+        ("domain = /nonexistent/domains", "domain: cannot read /nonexistent/domains"),
+        ("hosts = db:99999", "hosts: invalid port in 'db:99999'"),
+        ("result_format = %x", "result_format: unknown expansion %x"),
+        ("query = DELETE FROM t WHERE k = '%s'", "query: the query may only read"),
+        ("tls_CAfile = /nonexistent/ca.pem", "tls_CAfile: cannot read /nonexistent/ca.pem"),
+    ],
+)
+def test_invalid_values_name_their_parameter(line: str, problem: str) -> None:
+    text = f"hosts = db\nquery = SELECT 1 FROM t WHERE k = '%s'\n{line}\n"
+    problems = failure(text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"/etc/postfix/t0.cf: {problem}")
+
+
+def test_tls_key_without_cert(tls_files: dict[str, Path]) -> None:
+    text = (
+        f"hosts = db\nquery = SELECT 1 FROM t WHERE k = '%s'\ntls_key_file = {tls_files['KEY']}\n"
+    )
+    assert failure(text) == [
+        "/etc/postfix/t0.cf: tls_key_file: needs tls_cert_file: a client key is used only "
+        "with its certificate"
+    ]
+
+
+def test_syntax_error_names_file_and_line() -> None:
+    assert failure("hosts = db\nquery\n") == [
+        "/etc/postfix/t0.cf: line 2: expected 'name = value', found no '='"
+    ]
+
+
+def test_every_file_is_checked() -> None:
+    problems = failure("hosts = db\n", "hosts = db\nquery\n", SQLITE_CF)
+    assert [p.split(":")[0] for p in problems] == ["/etc/postfix/t0.cf", "/etc/postfix/t1.cf"]
+
+
+# ---------------------------------------------------------------- names and sharing
+
+
+def test_map_names_default_to_the_file_stem() -> None:
+    sources = [
+        PostfixSource("/etc/postfix/mysql-virtual.cf", MYSQL_CF.split("tls_")[0], "mysql"),
+        PostfixSource("relative/sqlite.aliases.cf", SQLITE_CF, "sqlite"),
+    ]
+    config = import_postfix(sources).config
+    assert list(config.maps) == ["mysql-virtual", "sqlite.aliases"]
+    assert list(config.databases) == ["mysql-virtual", "sqlite_aliases"]
+    assert config.maps["sqlite.aliases"].database == "sqlite_aliases"
+    assert_loads(config)
+
+
+def test_identical_connections_share_one_database() -> None:
+    other = PGSQL_CF.replace("FROM aliases", "FROM domains")
+    third = PGSQL_CF.replace("dbname = customer_database", "dbname = other")
+    result = run(PGSQL_CF, other, third, kind="pgsql", names=["aliases", "domains", "other"])
+    config = result.config
+    assert list(config.databases) == ["aliases", "other"]
+    assert [entry.database for entry in config.maps.values()] == ["aliases", "aliases", "other"]
+    assert_loads(config)
+
+
+def test_database_names_stay_unique() -> None:
+    names = ["a.b", "a_b"]
+    result = run(SQLITE_CF, SQLITE_CF.replace("aliases.sqlite", "x.sqlite"), names=names, kind=None)
+    assert list(result.config.databases) == ["a_b", "a_b-2"]
+    assert [m.database for m in result.config.maps.values()] == ["a_b", "a_b-2"]
+
+
+def test_duplicate_map_name_is_an_error() -> None:
+    with pytest.raises(PostfixImportError) as info:
+        run(SQLITE_CF, SQLITE_CF, kind="sqlite", names=["same", "same"])
+    assert info.value.problems == [
+        "/etc/postfix/t1.cf: map name 'same' is already used for /etc/postfix/t0.cf: "
+        "name the maps apart"
+    ]
+
+
+def test_invalid_map_name_is_an_error() -> None:
+    with pytest.raises(PostfixImportError) as info:
+        run(SQLITE_CF, kind="sqlite", names=["a:b"])
+    [problem] = info.value.problems
+    assert problem.startswith("/etc/postfix/t0.cf: map name 'a:b': ")
+    assert "must not contain ':'" in problem
+
+
+def test_dropped_parameter_text() -> None:
+    assert str(DroppedParameter("/x.cf", "tls_CApath", "why")) == "/x.cf: tls_CApath: why"
+
+
+# ---------------------------------------------------------------- the command
+
+
+@pytest.fixture
+def cf_dir(tmp_path: Path, tls_files: dict[str, Path]) -> Path:
+    (tmp_path / "mysql-virtual.cf").write_text(mysql_cf(tls_files))
+    (tmp_path / "pgsql-aliases.cf").write_text(PGSQL_CF)
+    (tmp_path / "sqlite-legacy.cf").write_text(LEGACY_CF)
+    (tmp_path / "dropping.cf").write_text(SQLITE_CF + "idle_interval = 5\nhosts = db\n")
+    return tmp_path
+
+
+def test_command_imports_every_type(cf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "config",
+        "import-postfix",
+        "--name",
+        "virtual",
+        "--show-secrets",
+        f"mysql:{cf_dir / 'mysql-virtual.cf'}",
+        f"proxy:pgsql:{cf_dir / 'pgsql-aliases.cf'}",
+        str(cf_dir / "sqlite-legacy.cf"),
+    ]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    written = cf_dir / "imported.toml"
+    written.write_text(out)
+    config = load_config(written)
+    assert list(config.maps) == ["virtual", "pgsql-aliases", "sqlite-legacy"]
+    assert config.databases["virtual"].password == SecretStr("some_password")
+    assert config.databases["sqlite-legacy"].driver == "sqlite"
+
+
+def test_command_masks_passwords(cf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "import-postfix", f"pgsql:{cf_dir / 'pgsql-aliases.cf'}"]) == 0
+    out = capsys.readouterr().out
+    assert "some_password" not in out
+    assert parse_config(out).databases["pgsql-aliases"].password == SecretStr(SECRET_MASK)
+
+
+def test_command_reports_dropped_parameters(
+    cf_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = cf_dir / "dropping.cf"
+    assert main(["config", "import-postfix", f"sqlite:{path}"]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"{path}: idle_interval: not a parameter of sqlite_table(5), only of mysql_table(5) "
+        "and pgsql_table(5); Postfix ignores it here too",
+        f"{path}: hosts: not a parameter of sqlite_table(5), only of mysql_table(5) "
+        "and pgsql_table(5); Postfix ignores it here too",
+    ]
+    assert list(parse_config(out).maps) == ["dropping"]
+
+
+def test_command_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.cf"
+    assert main(["config", "import-postfix", f"mysql:{missing}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"{missing}: cannot read the file: No such file or directory\n"
+
+
+def test_command_file_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "latin1.cf"
+    path.write_bytes(b"dbpath = /caf\xe9.sqlite\n")
+    assert main(["config", "import-postfix", str(path)]) == 2
+    assert capsys.readouterr().err == f"{path}: the file is not valid UTF-8\n"
+
+
+def test_command_invalid_input(cf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = cf_dir / "pgsql-aliases.cf"
+    assert main(["config", "import-postfix", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"{path}: cannot tell the table type: write mysql:FILE")
+    assert "Traceback" not in err
+
+
+def test_command_more_names_than_files(cf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = cf_dir / "sqlite-legacy.cf"
+    assert main(["config", "import-postfix", "--name", "a", "--name", "b", str(path)]) == 2
+    assert "2 --name options but only 1 files" in capsys.readouterr().err
+
+
+def test_command_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["config", "import-postfix"])
+    assert info.value.code == 2
