@@ -19,6 +19,8 @@ from sockmapd.config.models import DEFAULT_PORT, Config
 
 # Source name used until the loader substitutes the file name.
 LEGACY_SOURCE = "<legacy>"
+# The Go daemon answered any IPv4 client.
+LEGACY_ALLOW = "0.0.0.0/0"
 # The Go daemon refused privileged ports for its listener.
 _MIN_LEGACY_LISTEN_PORT = 1025
 
@@ -136,6 +138,7 @@ def from_legacy(data: object, *, fallback_port: int | None, base_dir: Path | Non
                 problems.append(problem)
     if problems:
         raise ConfigError(LEGACY_SOURCE, problems)
+    config._legacy = True
     return config
 
 
@@ -147,7 +150,13 @@ def _as_config_data(
 ) -> dict[str, Any]:
     sysconfig = legacy.sysconfig
     port = sysconfig.port or fallback_port or DEFAULT_PORT
-    server: dict[str, Any] = {"listen": [f"tcp://0.0.0.0:{port}"]}
+    # The Go daemon accepted every client and could run as root: a file reused
+    # unchanged keeps working, and the server warns at start how to restrict it.
+    server: dict[str, Any] = {
+        "listen": [f"tcp://0.0.0.0:{port}"],
+        "allow": [LEGACY_ALLOW],
+        "allow_root": True,
+    }
     if sysconfig.run_as_user is not None:
         server["run_as_user"] = sysconfig.run_as_user
     if sysconfig.run_as_group is not None:

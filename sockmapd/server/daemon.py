@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import grp
 import logging
+import os
+import pwd
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import SocketAttribute, TaskGroup
+from sqlalchemy.engine import make_url
 
 from sockmapd.backends import DatabaseSetupError, Engines, create_engines
-from sockmapd.config import Config, ConfigError, ServerConfig, load_config
+from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
 from sockmapd.logs import configure_logging
 from sockmapd.lookup import Router, build_router
+from sockmapd.server import systemd
+from sockmapd.server.access import AccessList
 from sockmapd.server.connection import Connection
 from sockmapd.server.listeners import (
     BoundListener,
     ListenError,
+    UnixPermissions,
+    adopt_sockets,
     describe_peer,
     open_listeners,
 )
@@ -26,8 +35,20 @@ from sockmapd.server.privileges import PrivilegeError, drop_privileges
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE = 10.0
 ACCEPT_ERROR_PAUSE = 0.1
+# Settings a reload cannot apply: the sockets are bound and root is gone.
+RESTART_ONLY = (
+    "listen",
+    "run_as_user",
+    "run_as_group",
+    "allow_root",
+    "unix_mode",
+    "unix_owner",
+    "unix_group",
+)
+# After max_connections was reached, it is logged again only once the number of
+# connections has fallen below this share of it: once per burst, not per client.
+FULL_RELOG_SHARE = 0.9
 
 
 class StartupError(Exception):
@@ -41,12 +62,14 @@ class Generation:
     config: Config
     engines: Engines
     router: Router
+    access: AccessList
 
 
 def build_generation(config: Config) -> Generation:
     """Create the engines and prepared maps for config (no connection is opened)."""
     engines = create_engines(config.databases)
-    return Generation(config, engines, build_router(config, engines))
+    access = AccessList(config.server.allowed_networks())
+    return Generation(config, engines, build_router(config, engines), access)
 
 
 class Daemon:
@@ -58,17 +81,17 @@ class Daemon:
         *,
         config_path: Path | None = None,
         fallback_port: int | None = None,
-        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self._initial = config
         self._config_path = config_path
         self._fallback_port = fallback_port
-        self._on_ready = on_ready
         self._generation: Generation | None = None
         self._connections: set[Connection] = set()
         self._stopping = False
         self._accept_scope: anyio.CancelScope | None = None
         self._tasks: TaskGroup | None = None
+        self._slots = anyio.CapacityLimiter(config.server.max_connections)
+        self._full_logged = False
 
     @property
     def router(self) -> Router:
@@ -93,19 +116,19 @@ class Daemon:
             self._generation = build_generation(self._initial)
         except DatabaseSetupError as exc:
             raise StartupError(str(exc)) from exc
-        server = self._initial.server
         try:
-            listeners = await open_listeners(server.listen_addresses())
-        except ListenError as exc:
+            listeners = await self._listen(self._initial.server)
+        except (ListenError, PrivilegeError) as exc:
             await self._generation.engines.dispose()
             raise StartupError(str(exc)) from exc
         try:
-            drop_privileges(server.run_as_user, server.run_as_group)
+            self._drop_privileges(self._initial.server)
         except PrivilegeError as exc:
             for bound in listeners:
                 await bound.aclose()
             await self._generation.engines.dispose()
             raise StartupError(str(exc)) from exc
+        self._warn_about_exposure(self._initial)
         try:
             async with anyio.create_task_group() as tasks:
                 self._tasks = tasks
@@ -121,6 +144,7 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        systemd.notify("STOPPING=1")
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for connection in list(self._connections):
@@ -132,9 +156,17 @@ class Daemon:
             log.warning("reload requested, but the config was not read from a file")
             return False
         assert self._generation is not None
+        systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            return self._swap(self._config_path)
+        finally:
+            systemd.notify("READY=1")
+
+    def _swap(self, path: Path) -> bool:
+        assert self._generation is not None
         old = self._generation
         try:
-            config = load_config(self._config_path, fallback_port=self._fallback_port)
+            config = load_config(path, fallback_port=self._fallback_port)
             new = build_generation(config)
         except (ConfigError, DatabaseSetupError) as exc:
             log.error("reload failed, still serving the previous configuration:\n%s", exc)
@@ -143,18 +175,22 @@ class Daemon:
             log.exception("reload failed, still serving the previous configuration")
             return False
         self._generation = new
-        configure_logging(config.log)
-        if config.server.listen != old.config.server.listen:
+        self._slots.total_tokens = config.server.max_connections
+        try:
+            configure_logging(config.log)
+        except OSError as exc:
+            log.error("cannot open the new log file, logging stays as it was: %s", exc)
+        restart_needed = [
+            name
+            for name in RESTART_ONLY
+            if getattr(config.server, name) != getattr(old.config.server, name)
+        ]
+        if restart_needed:
             log.warning(
-                "listen addresses changed (%s -> %s): restart sockmapd to apply them",
-                ", ".join(old.config.server.listen),
-                ", ".join(config.server.listen),
+                "changed %s: restart sockmapd to apply (still as before)",
+                ", ".join(f"server.{name}" for name in restart_needed),
             )
-        if config.server.run_as_user != old.config.server.run_as_user or (
-            config.server.run_as_group != old.config.server.run_as_group
-        ):
-            log.warning("run_as_user/run_as_group changed: restart sockmapd to apply them")
-        log.info("reloaded %s: %d maps", self._config_path, len(config.maps))
+        log.info("reloaded %s: %d maps", path, len(config.maps))
         if self._tasks is not None:
             self._tasks.start_soon(self._retire, old)
         return True
@@ -164,6 +200,46 @@ class Daemon:
         # after that nothing can still use its engines.
         await anyio.sleep(old.config.server.request_timeout + 1.0)
         await old.engines.dispose()
+
+    async def _listen(self, server: ServerConfig) -> list[BoundListener]:
+        inherited = systemd.inherited_sockets()
+        if inherited:
+            listeners = await adopt_sockets(inherited)
+            log.info(
+                "using %d sockets passed by systemd; server.listen is not bound", len(listeners)
+            )
+            return listeners
+        return await open_listeners(server.listen_addresses(), _unix_permissions(server))
+
+    def _drop_privileges(self, server: ServerConfig) -> None:
+        drop_privileges(server.run_as_user, server.run_as_group)
+        if os.geteuid() == 0 and not server.allow_root:
+            raise PrivilegeError(
+                "refusing to run as root: set server.run_as_user (and run_as_group) to an "
+                "unprivileged account, or allow_root = true"
+            )
+
+    def _warn_about_exposure(self, config: Config) -> None:
+        networks = config.server.allowed_networks()
+        if config.is_legacy and any(n.prefixlen == 0 for n in networks):
+            log.warning(
+                "this legacy JSON config accepts TCP clients from every IPv4 address, as the "
+                "Go sockmapd did; convert it (sockmapd config convert) and set server.allow "
+                'to the MTA hosts, e.g. allow = ["192.0.2.25/32"]'
+            )
+        if self._config_path is not None and any(
+            _holds_password(db) for db in config.databases.values()
+        ):
+            try:
+                mode = self._config_path.stat().st_mode
+            except OSError:
+                return
+            if mode & 0o004:
+                log.warning(
+                    "%s holds a database password and is readable by every local user: "
+                    "chmod o-r it, or use password_file or password_env",
+                    self._config_path,
+                )
 
     async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(
@@ -191,33 +267,88 @@ class Daemon:
                         ", ".join(str(b.address) for b in listeners),
                         ", ".join(self.router.map_names) or "(none)",
                     )
-                    if self._on_ready is not None:
-                        self._on_ready()
+                    systemd.notify("READY=1")
             finally:
                 with anyio.CancelScope(shield=True):
                     for bound in listeners:
                         await bound.aclose()
             # Requests in flight get the grace period; the rest is cancelled.
-            connections.cancel_scope.deadline = anyio.current_time() + SHUTDOWN_GRACE
+            connections.cancel_scope.deadline = anyio.current_time() + self.settings.shutdown_grace
 
     async def _accept_loop(self, bound: BoundListener, connections: TaskGroup) -> None:
         while True:
+            slot = object()
+            if self._slots.available_tokens < 1 and not self._full_logged:
+                self._full_logged = True
+                log.warning(
+                    "max_connections=%d reached: new clients wait in the listen backlog",
+                    self._slots.total_tokens,
+                )
+            # Taking a slot before accept() leaves clients over the limit in the
+            # kernel's backlog, where they cost this process nothing.
+            await self._slots.acquire_on_behalf_of(slot)
             try:
                 stream = await bound.listener.accept()
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._slots.release_on_behalf_of(slot)
                 return
             except OSError as exc:
+                self._slots.release_on_behalf_of(slot)
                 # Out of file descriptors and the like: wait a little instead of
                 # spinning, and keep the listener.
                 log.error("accept on %s failed: %s", bound.address, exc)
                 await anyio.sleep(ACCEPT_ERROR_PAUSE)
                 continue
+            except BaseException:
+                self._slots.release_on_behalf_of(slot)
+                raise
+            remote = stream.extra(SocketAttribute.remote_address, None)
+            if isinstance(remote, tuple):
+                assert self._generation is not None
+                host = str(remote[0])
+                if not self._generation.access.allows(host):
+                    self._generation.access.log_denied(host)
+                    self._slots.release_on_behalf_of(slot)
+                    with anyio.CancelScope(shield=True):
+                        await stream.aclose()
+                    continue
             connection = Connection(stream, describe_peer(stream), self)
-            connections.start_soon(self._run_connection, connection)
+            connections.start_soon(self._run_connection, connection, slot)
 
-    async def _run_connection(self, connection: Connection) -> None:
+    async def _run_connection(self, connection: Connection, slot: object) -> None:
         self._connections.add(connection)
         try:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            self._slots.release_on_behalf_of(slot)
+            if self._full_logged and (
+                self._slots.borrowed_tokens < self._slots.total_tokens * FULL_RELOG_SHARE
+            ):
+                self._full_logged = False
+
+
+def _unix_permissions(server: ServerConfig) -> UnixPermissions:
+    """Resolve unix_mode, unix_owner and unix_group; raise PrivilegeError for unknown names."""
+    uid = gid = -1
+    if server.unix_owner is not None:
+        uid = _resolve(server.unix_owner, lambda name: pwd.getpwnam(name).pw_uid, "unix_owner")
+    if server.unix_group is not None:
+        gid = _resolve(server.unix_group, lambda name: grp.getgrnam(name).gr_gid, "unix_group")
+    return UnixPermissions(server.unix_mode_bits(), uid, gid)
+
+
+def _resolve(value: str, lookup: Callable[[str], int], field: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise PrivilegeError(f"server.{field}: no such account {value!r}") from None
+
+
+def _holds_password(db: DatabaseConfig) -> bool:
+    """Return True when the config file itself holds this database's password."""
+    if db.password is not None:
+        return True
+    return db.url is not None and make_url(db.url).password is not None

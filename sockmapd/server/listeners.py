@@ -8,6 +8,7 @@ import os
 import socket
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
 import anyio
@@ -17,6 +18,9 @@ from sockmapd.config import TcpAddress, UnixAddress
 
 log = logging.getLogger(__name__)
 
+# The kernel's accept queue: while max_connections is reached, new clients wait here.
+BACKLOG = 4096
+
 
 class ListenError(Exception):
     """A configured address could not be bound."""
@@ -25,16 +29,20 @@ class ListenError(Exception):
 class BoundListener:
     """One listening socket and the address it was configured as."""
 
-    __slots__ = ("address", "listener")
+    __slots__ = ("address", "listener", "owned")
 
-    def __init__(self, address: TcpAddress | UnixAddress, listener: SocketListener) -> None:
+    def __init__(
+        self, address: TcpAddress | UnixAddress, listener: SocketListener, *, owned: bool = True
+    ) -> None:
         self.address = address
         self.listener = listener
+        # Sockets passed in by systemd belong to systemd: never unlink them.
+        self.owned = owned
 
     async def aclose(self) -> None:
         """Close the socket and remove a unix socket file this listener created."""
         await self.listener.aclose()
-        if isinstance(self.address, UnixAddress):
+        if self.owned and isinstance(self.address, UnixAddress):
             try:
                 os.unlink(self.address.path)
             except FileNotFoundError:
@@ -43,12 +51,24 @@ class BoundListener:
                 log.warning("cannot remove %s: %s", self.address.path, exc)
 
 
-async def open_listeners(addresses: Sequence[TcpAddress | UnixAddress]) -> list[BoundListener]:
+@dataclass(frozen=True, slots=True)
+class UnixPermissions:
+    """Mode and ownership a unix listening socket gets at bind."""
+
+    mode: int | None = None
+    uid: int = -1
+    gid: int = -1
+
+
+async def open_listeners(
+    addresses: Sequence[TcpAddress | UnixAddress],
+    unix: UnixPermissions = UnixPermissions(),
+) -> list[BoundListener]:
     """Bind every address, or close what was bound and raise ListenError."""
     bound: list[BoundListener] = []
     try:
         for address in addresses:
-            bound.extend(await _open(address))
+            bound.extend(await _open(address, unix))
     except BaseException:
         for listener in bound:
             await listener.aclose()
@@ -56,20 +76,64 @@ async def open_listeners(addresses: Sequence[TcpAddress | UnixAddress]) -> list[
     return bound
 
 
-async def _open(address: TcpAddress | UnixAddress) -> list[BoundListener]:
+async def adopt_sockets(sockets: Sequence[socket.socket]) -> list[BoundListener]:
+    """Wrap listening sockets inherited from systemd; they are not removed on exit."""
+    adopted = []
+    for sock in sockets:
+        sock.setblocking(False)
+        name = sock.getsockname()
+        address: TcpAddress | UnixAddress
+        if sock.family == socket.AF_UNIX:
+            path = name.decode() if isinstance(name, bytes) else str(name)
+            address = UnixAddress(path or "(unnamed)")
+        else:
+            address = TcpAddress(str(name[0]), int(name[1]))
+        listener = await SocketListener.from_socket(sock)
+        adopted.append(BoundListener(address, listener, owned=False))
+    return adopted
+
+
+async def _open(address: TcpAddress | UnixAddress, unix: UnixPermissions) -> list[BoundListener]:
     if isinstance(address, UnixAddress):
         _remove_stale_socket(address.path)
         try:
-            listener = await anyio.create_unix_listener(address.path)
+            sock = _bind_unix(address.path, unix)
         except OSError as exc:
             raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-        return [BoundListener(address, listener)]
+        return [BoundListener(address, await SocketListener.from_socket(sock))]
     try:
-        multi = await anyio.create_tcp_listener(local_host=address.host, local_port=address.port)
+        multi = await anyio.create_tcp_listener(
+            local_host=address.host, local_port=address.port, backlog=BACKLOG
+        )
     except OSError as exc:
         raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     # A host name may resolve to several addresses; each gets its own socket.
     return [BoundListener(address, cast(SocketListener, one)) for one in multi.listeners]
+
+
+def _bind_unix(path: str, unix: UnixPermissions) -> socket.socket:
+    """Bind and listen on path with its final mode and owner, without a looser window."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # The umask makes bind() create the file with the wanted mode at once; a
+        # chmod after bind would leave a window with the default mode. Start-up
+        # runs no other thread that creates files, so the process-wide umask is safe.
+        old_umask = os.umask(0o777 & ~unix.mode) if unix.mode is not None else None
+        try:
+            sock.bind(path)
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if unix.uid != -1 or unix.gid != -1:
+            # Until the chown the file belongs to us with the final mode: that is
+            # stricter than wanted, never looser.
+            os.chown(path, unix.uid, unix.gid)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -50,13 +50,21 @@ def make_sqlite(path: Path) -> Path:
 
 
 def toml_config(
-    db: Path, listen: list[str], extra_server: str = "", log_level: str = "info"
+    db: Path,
+    listen: list[str],
+    extra_server: str = "",
+    log_level: str = "info",
+    *,
+    allow_root: bool = True,
 ) -> str:
     """Return a TOML config serving the test maps from the SQLite file db."""
     listeners = ", ".join(f'"{item}"' for item in listen)
+    # The tests run as root: without this the daemon refuses to start.
+    root = "allow_root = true" if allow_root else ""
     return f"""
 [server]
 listen = [{listeners}]
+{root}
 {extra_server}
 
 [log]

@@ -77,6 +77,7 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
         config = f"""
 [server]
 listen = ["tcp://127.0.0.1:{port}"]
+allow_root = true
 request_timeout = 20.0
 
 [databases.main]
@@ -271,6 +272,7 @@ def test_daemon_starts_with_no_reachable_database_and_answers_temp(
         f"""
 [server]
 listen = ["tcp://127.0.0.1:{port}"]
+allow_root = true
 [databases.main]
 driver = "mysql"
 hosts = ["127.0.0.1:{db_port}"]

@@ -227,7 +227,7 @@ def sockmapd(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Ite
     domain_file.write_text(DOMAIN_FILE)
     port = free_port()
     config = {
-        "server": {"listen": [f"tcp://127.0.0.1:{port}"]},
+        "server": {"listen": [f"tcp://127.0.0.1:{port}"], "allow_root": True},
         "databases": {"main": {"url": backend.url}},
         "maps": _maps(backend, domain_file),
     }

@@ -302,6 +302,7 @@ def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Itera
     config = dict(imported)
     server = dict(config.get("server", {}))
     server["listen"] = [f"tcp://127.0.0.1:{port}"]
+    server["allow_root"] = True
     config["server"] = server
     path = directory / "sockmapd.toml"
     path.write_text(tomli_w.dumps(config))

@@ -51,7 +51,7 @@ def sockmapd(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Ite
     backend.insert("pf_access", ["name", "status", "reason"], ACCESS)
     port = free_port()
     config = {
-        "server": {"listen": [f"tcp://127.0.0.1:{port}"]},
+        "server": {"listen": [f"tcp://127.0.0.1:{port}"], "allow_root": True},
         "databases": {"main": {"url": backend.url}},
         "maps": {
             "recipient": {"database": "main", "table": "pf_users", "key": "address"},

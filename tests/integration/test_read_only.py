@@ -43,6 +43,7 @@ def test_a_view_that_writes_answers_temp_and_writes_nothing(
         f"""
 [server]
 listen = ["tcp://127.0.0.1:{port}"]
+allow_root = true
 [databases.main]
 url = "{database.url}"
 [maps.writer]

@@ -13,6 +13,7 @@ def _config(cluster: PgCluster, port: int) -> str:
     return f"""
 [server]
 listen = ["tcp://127.0.0.1:{port}"]
+allow_root = true
 
 [databases.replicated]
 driver = "postgresql"

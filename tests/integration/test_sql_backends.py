@@ -108,7 +108,7 @@ def sockmapd(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Ite
     _setup(backend)
     port = free_port()
     config = {
-        "server": {"listen": [f"tcp://127.0.0.1:{port}"]},
+        "server": {"listen": [f"tcp://127.0.0.1:{port}"], "allow_root": True},
         "databases": {"main": {"url": backend.url}},
         "maps": {name: {"database": "main", **spec} for name, spec in MAPS.items()},
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,16 @@ def test_sample_loads_field_by_field() -> None:
     assert server.listen == ["tcp://0.0.0.0:2224"]
     assert server.run_as_user == "nobody"
     assert server.run_as_group == "nogroup"
-    assert server.max_request_bytes == 100_000
+    assert server.allow == ["0.0.0.0/0"]
+    assert server.allow_root is True
+    assert server.max_connections == 1000
+    assert server.max_request_bytes == 10_000
     assert server.max_reply_bytes == 100_000
     assert server.idle_timeout == 60.0
     assert server.request_timeout == 30.0
+    assert server.shutdown_grace == 10.0
+    assert (server.unix_mode, server.unix_owner, server.unix_group) == (None, None, None)
+    assert config.is_legacy is True
 
     assert config.log.level == "info"
     assert config.log.file == Path("/var/log/sockmapd.log")
@@ -127,6 +134,42 @@ def test_sample_converts_to_toml_and_back() -> None:
     assert reloaded.databases["postfix"].password is not None
     assert reloaded.databases["postfix"].password.get_secret_value() == "********"
     assert reloaded.model_copy(update={"databases": config.databases}) == config
+
+
+def test_converted_toml_keeps_legacy_access_explicitly() -> None:
+    config = parse_config(LEGACY_SAMPLE)
+    text = to_toml(config)
+    assert 'allow = [\n    "0.0.0.0/0",\n]' in text
+    assert "allow_root = true" in text
+    assert "legacy" not in text
+    converted = parse_config(text)
+    assert converted.server.allow == ["0.0.0.0/0"]
+    assert converted.server.allow_root is True
+
+
+def test_only_legacy_json_is_legacy() -> None:
+    config = parse_config(LEGACY_SAMPLE)
+    converted = parse_config(to_toml(config, reveal_secrets=True))
+    assert config.is_legacy
+    assert from_legacy(sample(), fallback_port=None).is_legacy
+    assert not converted.is_legacy
+    assert not Config().is_legacy
+    # A legacy file and its conversion are the same configuration.
+    assert converted == config
+    assert config == converted
+    assert config.model_dump() == converted.model_dump()
+    assert config.model_copy().is_legacy
+    assert converted.model_copy(update={"maps": {}}) != config
+    assert config != config.server
+
+
+def test_legacy_without_run_as_user_may_stay_root() -> None:
+    data = sample()
+    del data["sysconfig"]["run_as_user"]
+    config = from_legacy(data, fallback_port=None)
+    assert config.server.run_as_user is None
+    assert config.server.allow_root is True
+    assert config.server.allowed_networks() == (ipaddress.IPv4Network("0.0.0.0/0"),)
 
 
 def test_sample_with_crlf_and_bom_loads() -> None:

@@ -27,7 +27,7 @@ from sockmapd.config.loader import MAX_CONFIG_BYTES
 CANONICAL_TOML = """\
 [server]
 listen = ["tcp://127.0.0.1:2224", "tcp://[::1]:2224", "unix:///run/sockmapd/sockmapd.sock"]
-max_request_bytes = 100000     # max request payload; default 100000
+max_request_bytes = 100000     # max request payload; default 10000
 max_reply_bytes = 100000       # default 100000
 idle_timeout = 60.0            # seconds, >0
 request_timeout = 30.0         # seconds, >0 and < 100 (Postfix's own fixed timeout is 100 s)

@@ -56,12 +56,22 @@ def with_map(**fields: Any) -> dict[str, Any]:
 def test_defaults() -> None:
     config = Config()
     assert config.server.listen == ["tcp://127.0.0.1:2224"]
-    assert config.server.max_request_bytes == 100_000
+    assert config.server.allow == ["127.0.0.0/8", "::1/128"]
+    assert config.server.max_connections == 1000
+    assert config.server.max_request_bytes == 10_000
     assert config.server.max_reply_bytes == 100_000
     assert config.server.idle_timeout == 60.0
     assert config.server.request_timeout == 30.0
+    assert config.server.shutdown_grace == 10.0
+    assert (config.server.unix_mode, config.server.unix_owner, config.server.unix_group) == (
+        None,
+        None,
+        None,
+    )
     assert config.server.run_as_user is None
     assert config.server.run_as_group is None
+    assert config.server.allow_root is False
+    assert config.is_legacy is False
     assert config.log == LogConfig(level="info", file=None)
     assert config.databases == {}
     assert config.maps == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,19 @@ FULL_TOML = (
     """\
 [server]
 listen = ["tcp://127.0.0.1:2224", "tcp://[::1]:2224", "unix:///run/sockmapd/sockmapd.sock"]
+allow = ["192.0.2.0/24", "2001:db8::1", "::1"]
+max_connections = 20
 max_request_bytes = 5000
 max_reply_bytes = 7000
 idle_timeout = 12.5
 request_timeout = 99
+shutdown_grace = 2.5
+unix_mode = "660"
+unix_owner = "sockmapd"
+unix_group = "1001"
 run_as_user = "nobody"
 run_as_group = "nogroup"
+allow_root = true
 [log]
 level = "warning"
 file = "/var/log/sockmapd.log"
@@ -108,6 +116,9 @@ def test_output_is_canonical_and_stable() -> None:
     assert data["databases"]["mail"]["url"] == "sqlite+aiosqlite:////var/lib/sockmapd/mail.sqlite3"
     assert data["databases"]["pg"]["url"] == ("postgresql+asyncpg://reader:p%40ss@[::1]:5433/mail")
     assert data["server"]["request_timeout"] == 99.0
+    assert data["server"]["allow"] == ["192.0.2.0/24", "2001:db8::1/128", "::1/128"]
+    assert data["server"]["unix_mode"] == "0660"
+    assert data["server"]["allow_root"] is True
     assert "value" not in data["maps"]["virtual.domains"]
     assert data["databases"]["secure"] == {
         "driver": "postgresql",
@@ -227,10 +238,14 @@ def test_default_config_writes_every_server_setting() -> None:
     assert data == {
         "server": {
             "listen": ["tcp://127.0.0.1:2224"],
-            "max_request_bytes": 100000,
+            "allow": ["127.0.0.0/8", "::1/128"],
+            "max_connections": 1000,
+            "max_request_bytes": 10000,
             "max_reply_bytes": 100000,
             "idle_timeout": 60.0,
             "request_timeout": 30.0,
+            "shutdown_grace": 10.0,
+            "allow_root": False,
         },
         "log": {"level": "info"},
     }
@@ -324,15 +339,38 @@ password_sources = st.one_of(
 )
 
 
-servers = st.builds(
+networks = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses().flatmap(
+        lambda ip: st.integers(min_value=0, max_value=ip.max_prefixlen).map(
+            lambda prefix: str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+        )
+    ),
+)
+unix_settings = st.builds(
     without_none,
-    listen=st.lists(listen_addresses, min_size=1, max_size=3, unique_by=str.lower),
+    unix_mode=optional(st.from_regex(r"[0-7]{3}", fullmatch=True)),
+    unix_owner=optional(identifiers | st.from_regex(r"[0-9]{1,6}", fullmatch=True)),
+    unix_group=optional(identifiers),
+)
+servers = st.builds(
+    lambda listen, unix, **values: without_none(
+        listen=listen,
+        **(unix if any(a.startswith("unix://") for a in listen) else {}),
+        **values,
+    ),
+    st.lists(listen_addresses, min_size=1, max_size=3, unique_by=str.lower),
+    unix_settings,
+    allow=optional(st.lists(networks, max_size=4, unique_by=lambda n: ipaddress.ip_network(n))),
+    max_connections=optional(st.integers(min_value=1, max_value=1_000_000)),
     max_request_bytes=st.integers(min_value=1, max_value=10_000_000),
     max_reply_bytes=st.integers(min_value=1, max_value=10_000_000),
     idle_timeout=seconds,
     request_timeout=seconds,
+    shutdown_grace=optional(st.floats(min_value=0, max_value=1e6, allow_nan=False)),
     run_as_user=optional(identifiers),
     run_as_group=optional(identifiers),
+    allow_root=optional(st.booleans()),
 )
 logs = st.builds(
     without_none,
