@@ -118,7 +118,7 @@ class Daemon:
             raise StartupError(str(exc)) from exc
         try:
             listeners = await self._listen(self._initial.server)
-        except (ListenError, PrivilegeError) as exc:
+        except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
             await self._generation.engines.dispose()
             raise StartupError(str(exc)) from exc
         try:

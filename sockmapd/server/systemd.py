@@ -11,8 +11,12 @@ log = logging.getLogger(__name__)
 SD_LISTEN_FDS_START = 3
 
 
+class ActivationError(Exception):
+    """LISTEN_FDS names file descriptors that are not usable sockets."""
+
+
 def inherited_sockets() -> list[socket.socket]:
-    """Return the listening sockets passed by systemd (LISTEN_FDS), or [] when there are none."""
+    """Return the sockets passed by systemd (LISTEN_FDS), or []; raise ActivationError if bad."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         return []
     try:
@@ -24,8 +28,13 @@ def inherited_sockets() -> list[socket.socket]:
         os.environ.pop(name, None)
     sockets = []
     for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
-        os.set_inheritable(fd, False)
-        sockets.append(socket.socket(fileno=fd))
+        try:
+            os.set_inheritable(fd, False)
+            sockets.append(socket.socket(fileno=fd))
+        except OSError as exc:
+            raise ActivationError(
+                f"LISTEN_FDS={count}, but file descriptor {fd} is not a socket: {exc}"
+            ) from exc
     return sockets
 
 
