@@ -936,6 +936,11 @@ class MapConfig(_Model):
     recipient_delimiter: str = "+"
     search: list[SearchEntry] = []
     result_columns: Literal["all", "first"] = "all"
+    # Seconds; 0 turns each off. Entries per map are capped: memory stays bounded.
+    cache_ttl: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = 0.0
+    negative_cache_ttl: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = 0.0
+    cache_size: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 10000
+    stale_ttl: Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)] = 0.0
 
     _domains: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -1052,6 +1057,21 @@ class MapConfig(_Model):
         if len(value) > MAX_SEARCH_ENTRIES:
             raise ValueError(f"at most {MAX_SEARCH_ENTRIES} entries, not {len(value)}")
         return _reject_duplicates(value)
+
+    @field_validator("stale_ttl")
+    @classmethod
+    def _stale_after_fresh(cls, value: float, info: ValidationInfo) -> float:
+        if value == 0:
+            return value
+        # Absent when cache_ttl itself failed validation: that error is reported.
+        cache_ttl = info.data.get("cache_ttl")
+        if cache_ttl is None:
+            return value
+        if cache_ttl == 0:
+            raise ValueError("needs cache_ttl > 0: only cached found answers can be served stale")
+        if value < cache_ttl:
+            raise ValueError(f"must be 0 or at least cache_ttl ({cache_ttl:g})")
+        return value
 
     @property
     def is_query(self) -> bool:

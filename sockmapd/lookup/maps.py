@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import String, bindparam, text
@@ -23,6 +25,7 @@ from sockmapd.config.expansions import (
     parse_template,
 )
 from sockmapd.lookup.answers import format_rows
+from sockmapd.lookup.cache import ReplyCache
 from sockmapd.lookup.keys import (
     Expander,
     KeyParts,
@@ -35,21 +38,26 @@ from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
 
 log = logging.getLogger(__name__)
 
+_INTERNAL_ERROR = Reply.temp("internal error, try again later")
+
 
 class MapLookup:
     """One configured map, with everything that can be prepared prepared at load."""
 
     __slots__ = (
+        "_cache",
         "_codes",
         "_delimiters",
         "_domains",
         "_engine",
         "_expansion_limit",
         "_first_column_only",
+        "_flights",
         "_formatter",
         "_query_timeout",
         "_reason_column",
         "_search",
+        "_serve_stale",
         "_statement",
         "_timed_out",
         "_transforms",
@@ -59,7 +67,13 @@ class MapLookup:
     )
 
     def __init__(
-        self, name: str, config: MapConfig, engine: AsyncEngine, database: DatabaseConfig
+        self,
+        name: str,
+        config: MapConfig,
+        engine: AsyncEngine,
+        database: DatabaseConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.database = config.database
@@ -95,6 +109,22 @@ class MapLookup:
         self._timed_out = Reply.timeout(
             f"database {config.database} did not answer within {database.query_timeout:g}s"
         )
+        # None when both ttls are 0: the lookup then pays one attribute check.
+        self._cache = (
+            ReplyCache(
+                ttl=config.cache_ttl,
+                negative_ttl=config.negative_cache_ttl,
+                stale_ttl=config.stale_ttl,
+                max_size=config.cache_size,
+                clock=clock,
+            )
+            if config.cache_ttl > 0 or config.negative_cache_ttl > 0
+            else None
+        )
+        self._serve_stale = config.stale_ttl > 0
+        # Lookups running now, by key: a second request for the same key waits for
+        # the first one's query instead of sending its own.
+        self._flights: dict[str, asyncio.Task[Reply]] = {}
 
     async def lookup(self, key: str) -> Reply:
         """Return the reply for key; any database failure is TEMP or TIMEOUT, never NOTFOUND."""
@@ -108,6 +138,54 @@ class MapLookup:
             # It applies to the key asked for, so a search may still derive
             # "@domain" from an eligible key.
             return NOTFOUND_REPLY
+        cache = self._cache
+        if cache is not None:
+            cached = cache.get(key)
+            if cached is not None:
+                return cached
+        flight = self._flights.get(key)
+        if flight is None:
+            # The query runs in a task of its own, not in the caller's cancel scope:
+            # a caller whose request times out leaves it running for the others.
+            # Worst case it runs 2 attempts per search entry, each bounded by the
+            # pool wait, connect_timeout and query_timeout.
+            flight = asyncio.create_task(self._resolve(key, parts))
+            self._flights[key] = flight
+            flight.add_done_callback(functools.partial(self._landed, key))
+        return await asyncio.shield(flight)
+
+    def clear_cache(self) -> int:
+        """Forget every cached answer of this map and return how many there were."""
+        return 0 if self._cache is None else self._cache.clear()
+
+    def _landed(self, key: str, flight: asyncio.Task[Reply]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+
+    async def _resolve(self, key: str, parts: KeyParts) -> Reply:
+        cache = self._cache
+        generation = 0 if cache is None else cache.generation
+        try:
+            reply = await self._search_key(parts)
+        except Exception:
+            # Nobody may be waiting any more: log here, or the error is lost.
+            log.exception("map %s: lookup failed unexpectedly", self.name)
+            return _INTERNAL_ERROR
+        if cache is None:
+            return reply
+        status = reply.status
+        if status is Status.OK or status is Status.NOTFOUND:
+            cache.put(key, reply, generation)
+        elif self._serve_stale and (reply is self._unavailable or reply is self._timed_out):
+            # Only a database failure may fall back to an older answer; a result
+            # over expansion_limit is the truth about the data, not an outage.
+            stale = cache.get_stale(key)
+            if stale is not None:
+                log.info("map %s: database failed, serving a cached answer", self.name)
+                return stale
+        return reply
+
+    async def _search_key(self, parts: KeyParts) -> Reply:
         if not self._search:
             return await self._lookup_one(parts)
         tried: set[str] = set()

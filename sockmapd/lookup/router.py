@@ -30,6 +30,10 @@ class Router:
             return Reply.temp(f"unknown map {name!r}, check the sockmapd configuration")
         return await lookup.lookup(request.key)
 
+    def clear_caches(self) -> int:
+        """Forget every map's cached answers and return how many there were."""
+        return sum(lookup.clear_cache() for lookup in self._maps.values())
+
 
 def build_router(config: Config, engines: Engines) -> Router:
     """Build every map's statement once for this config."""

@@ -243,12 +243,15 @@ class Daemon:
 
     async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(
-            signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM, signal.SIGINT
+            signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT
         ) as signals:
             async for signum in signals:
                 if signum in (signal.SIGHUP, signal.SIGUSR1):
                     log.info("%s: reloading", signal.Signals(signum).name)
                     await self.reload()
+                elif signum == signal.SIGUSR2:
+                    cleared = self.router.clear_caches()
+                    log.info("SIGUSR2: cleared %d cached answers", cleared)
                 else:
                     log.info("%s: shutting down", signal.Signals(signum).name)
                     self.stop()
