@@ -7,8 +7,9 @@ import logging
 import os
 import pwd
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from sockmapd.server.privileges import PrivilegeError, drop_privileges
 log = logging.getLogger(__name__)
 
 ACCEPT_ERROR_PAUSE = 0.1
+HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
 # Settings a reload cannot apply: the sockets are bound and root is gone.
 RESTART_ONLY = (
     "listen",
@@ -117,27 +119,42 @@ class Daemon:
         except DatabaseSetupError as exc:
             raise StartupError(str(exc)) from exc
         try:
-            listeners = await self._listen(self._initial.server)
-        except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
-            await self._generation.engines.dispose()
-            raise StartupError(str(exc)) from exc
-        try:
-            self._drop_privileges(self._initial.server)
-        except PrivilegeError as exc:
-            for bound in listeners:
-                await bound.aclose()
-            await self._generation.engines.dispose()
-            raise StartupError(str(exc)) from exc
-        self._warn_about_exposure(self._initial)
-        try:
-            async with anyio.create_task_group() as tasks:
-                self._tasks = tasks
-                tasks.start_soon(self._handle_signals)
-                await self._serve(listeners)
-                tasks.cancel_scope.cancel()
+            # Signals are taken over before anything listens: a SIGHUP sent as soon
+            # as the socket answers must reload, not kill with the default action.
+            # Signals that arrive before the handler runs wait in the receiver.
+            with anyio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+                listeners = await self._start_listening()
+                async with anyio.create_task_group() as tasks:
+                    self._tasks = tasks
+                    tasks.start_soon(self._handle_signals, signals)
+                    await self._serve(listeners)
+                    tasks.cancel_scope.cancel()
         finally:
             await self._generation.engines.dispose()
         log.info("stopped")
+        if threading.active_count() > 1:
+            # A SQLite query runs in a driver thread that cannot be cancelled, and
+            # the event loop and the interpreter would both wait for it at exit,
+            # however long it takes. The grace period is over and every listener
+            # and engine is closed: leave now.
+            logging.shutdown()
+            os._exit(0)
+
+    async def _start_listening(self) -> list[BoundListener]:
+        """Bind (or adopt) the listeners and drop privileges; raise StartupError on failure."""
+        server = self._initial.server
+        try:
+            listeners = await self._listen(server)
+        except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
+            raise StartupError(str(exc)) from exc
+        try:
+            self._drop_privileges(server)
+        except PrivilegeError as exc:
+            for bound in listeners:
+                await bound.aclose()
+            raise StartupError(str(exc)) from exc
+        self._warn_about_exposure(self._initial)
+        return listeners
 
     def stop(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish."""
@@ -241,20 +258,17 @@ class Daemon:
                     self._config_path,
                 )
 
-    async def _handle_signals(self) -> None:
-        with anyio.open_signal_receiver(
-            signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT
-        ) as signals:
-            async for signum in signals:
-                if signum in (signal.SIGHUP, signal.SIGUSR1):
-                    log.info("%s: reloading", signal.Signals(signum).name)
-                    await self.reload()
-                elif signum == signal.SIGUSR2:
-                    cleared = self.router.clear_caches()
-                    log.info("SIGUSR2: cleared %d cached answers", cleared)
-                else:
-                    log.info("%s: shutting down", signal.Signals(signum).name)
-                    self.stop()
+    async def _handle_signals(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            if signum in (signal.SIGHUP, signal.SIGUSR1):
+                log.info("%s: reloading", signal.Signals(signum).name)
+                await self.reload()
+            elif signum == signal.SIGUSR2:
+                cleared = self.router.clear_caches()
+                log.info("SIGUSR2: cleared %d cached answers", cleared)
+            else:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                self.stop()
 
     async def _serve(self, listeners: list[BoundListener]) -> None:
         async with anyio.create_task_group() as connections:
