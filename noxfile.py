@@ -1,4 +1,4 @@
-"""Developer sessions: nox -s lint | tests | integration."""
+"""Developer sessions: nox -s lint | tests | integration | bench."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def integration(session: nox.Session) -> None:
     """Run the tests against real sockets, databases and Postfix."""
     session.install("-e", ".[all,dev]")
     session.run("pytest", "tests/integration", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmark and write docs/performance.json and docs/performance.md.
+
+    Not a default session. Options go after --, e.g.
+    nox -s bench -- --duration 5 --connections 1,10,100
+    """
+    session.install("-e", ".[all]", "py-spy")
+    session.run("python", "-m", "bench.run", *session.posargs)

@@ -470,8 +470,10 @@ class DatabaseConfig(_Model):
     tls_verify: StrictBool = True
     connect_timeout: Seconds = 3.0
     query_timeout: Seconds = 5.0
-    pool_size: PoolSize = 5
-    max_overflow: PoolOverflow = 10
+    # A steady pool: overflow connections are closed on return, so under a steady
+    # load above pool_size every lookup would open and close one.
+    pool_size: PoolSize = 10
+    max_overflow: PoolOverflow = 0
     retry_interval: Seconds = 60.0
     host_order: HostOrder = "in_order"
     target_session_attrs: TargetSessionAttrs | None = None

@@ -457,7 +457,7 @@ def test_database_connection_defaults() -> None:
     assert (database.tls, database.tls_verify) == (False, True)
     assert (database.tls_ca_file, database.tls_cert_file, database.tls_key_file) == (None,) * 3
     assert (database.connect_timeout, database.query_timeout) == (3.0, 5.0)
-    assert (database.pool_size, database.max_overflow) == (5, 10)
+    assert (database.pool_size, database.max_overflow) == (10, 0)
     assert database.retry_interval == 60.0
     assert database.host_order == "in_order"
     assert database.target_session_attrs is None

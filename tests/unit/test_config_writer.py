@@ -76,7 +76,7 @@ tls_verify = false
 connect_timeout = 1.5
 query_timeout = 2
 pool_size = 20
-max_overflow = 0
+max_overflow = 3
 retry_interval = 30
 host_order = "random"
 target_session_attrs = "read-write"
@@ -134,7 +134,7 @@ def test_output_is_canonical_and_stable() -> None:
         "connect_timeout": 1.5,
         "query_timeout": 2.0,
         "pool_size": 20,
-        "max_overflow": 0,
+        "max_overflow": 3,
         "retry_interval": 30.0,
         "host_order": "random",
         "target_session_attrs": "read-write",
@@ -159,7 +159,7 @@ def test_default_connection_settings_are_not_written() -> None:
     assert tomllib.loads(text)["databases"]["m"] == {"driver": "mysql", "hosts": ["db"]}
     explicit = (
         "[databases.m]\ndriver = 'mysql'\nhosts = ['db']\ntls = false\nconnect_timeout = 3\n"
-        "query_timeout = 5.0\npool_size = 5\nmax_overflow = 10\nretry_interval = 60\n"
+        "query_timeout = 5.0\npool_size = 10\nmax_overflow = 0\nretry_interval = 60\n"
         "host_order = 'in_order'\n"
     )
     assert to_toml(parse_config(explicit)) == text

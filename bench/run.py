@@ -1,0 +1,868 @@
+"""Run the whole benchmark and write docs/performance.json and docs/performance.md.
+
+    python -m bench.run [--duration 5] [--warmup 1] [--connections 1,10,100]
+
+One run measures, with the same generator and settings: the floor (a constant-reply
+server), sockmapd answering from its cache, sockmapd with the cache off on SQLite,
+MariaDB and PostgreSQL next to the ceiling for each (a minimal server on the raw driver),
+sockmapd at log level info; then sockmapd's memory with 1000 idle connections and with
+100000 cached answers, its start-up time to the first answer, and (when py-spy is
+installed) a short profile of sockmapd on SQLite with the cache off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from bench import report
+from bench.common import (
+    MAP_NAME,
+    NOTFOUND,
+    POOL_MAX,
+    cpu_seconds,
+    found_key,
+    free_port,
+    machine_busy_seconds,
+    missing_key,
+    netstring,
+    read_reply,
+    rss_bytes,
+    value_of,
+    wait_listening,
+)
+from bench.databases import (
+    Backend,
+    connections_opened,
+    create_server_backend,
+    drop_server_backend,
+    make_sqlite,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+IDLE_CONNECTIONS = 1000
+WARM_TIMEOUT = 300.0
+STARTUP_RUNS = 3
+PROFILE_SECONDS = 5.0
+
+
+@dataclass
+class Options:
+    """The command line."""
+
+    duration: float
+    warmup: float
+    connections: list[int]
+    gen_procs: str
+    pg_url: str
+    mysql_url: str
+    json_path: Path
+    md_path: Path
+    only: list[str] | None
+    extras: bool
+    profile: bool
+    keep_logs: bool
+    cached_entries: int
+
+
+def log(message: str) -> None:
+    """Tell the person running the benchmark what is going on."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Server:
+    """A server process under test, with its output sent to a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int, log_path: Path) -> None:
+        self.name = name
+        self.port = port
+        self.log_path = log_path
+        self._log: IO[bytes] = log_path.open("wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            list(argv), stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+
+    @property
+    def pid(self) -> int:
+        """Return the process id."""
+        return self.process.pid
+
+    def wait_ready(self) -> None:
+        """Wait until the port accepts connections; raise if the process died or hung."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.process.returncode}: {self.tail()}")
+            if wait_listening(self.port, 0.2):
+                return
+        raise RuntimeError(f"{self.name} did not start listening: {self.tail()}")
+
+    def tail(self) -> str:
+        """Return the end of the process's output."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not stop in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Wait for server to be ready, and stop it whatever happens."""
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def sockmapd_config(
+    path: Path,
+    port: int,
+    url: str,
+    *,
+    level: str = "warning",
+    cache: Mapping[str, float] | None = None,
+) -> Path:
+    """Write a sockmapd config serving the benchmark map from url."""
+    cache_lines = "".join(f"{k} = {v}\n" for k, v in (cache or {}).items())
+    path.write_text(
+        f"""[server]
+listen = ["tcp://127.0.0.1:{port}"]
+allow_root = true
+max_connections = 2000
+
+[log]
+level = "{level}"
+
+[databases.bench]
+url = "{url}"
+
+[maps.{MAP_NAME}]
+database = "bench"
+table = "bench_users"
+key = "address"
+value = "maildir"
+{cache_lines}"""
+    )
+    return path
+
+
+def sockmapd_argv(config: Path) -> list[str]:
+    """Return the command that serves config."""
+    return [sys.executable, "-m", "sockmapd", "-c", str(config)]
+
+
+def check_config(config: Path) -> str | None:
+    """Return None if sockmapd accepts config, else its complaint."""
+    done = subprocess.run(
+        [*sockmapd_argv(config), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode == 0:
+        return None
+    return (done.stderr or done.stdout).strip()
+
+
+def ask(port: int, key: str, timeout: float = 5.0) -> bytes:
+    """Send one request on a new connection and return the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(netstring(f"{MAP_NAME} {key}".encode()))
+        return read_reply(sock, bytearray())
+
+
+async def pipeline(
+    port: int, keys: Sequence[str], connections: int, batch: int = 200
+) -> dict[str, int]:
+    """Ask every key once, over connections pipelining batch requests each; check answers."""
+    tally = {"answered": 0, "wrong": 0}
+    shares = [keys[i::connections] for i in range(connections)]
+
+    async def one(share: Sequence[str]) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for start in range(0, len(share), batch):
+                chunk = share[start : start + batch]
+                writer.write(b"".join(netstring(f"{MAP_NAME} {k}".encode()) for k in chunk))
+                await writer.drain()
+                for key in chunk:
+                    header = await reader.readuntil(b":")
+                    reply = (await reader.readexactly(int(header[:-1]) + 1))[:-1]
+                    tally["answered"] += 1
+                    if reply != expected(key):
+                        tally["wrong"] += 1
+        finally:
+            writer.close()
+
+    await asyncio.wait_for(asyncio.gather(*(one(s) for s in shares if s)), WARM_TIMEOUT)
+    return tally
+
+
+def expected(key: str) -> bytes:
+    """Return the right answer for a benchmark key."""
+    if key.startswith("user"):
+        return b"OK " + value_of(int(key[4:].split("@")[0])).encode()
+    return NOTFOUND
+
+
+def run_loadgen(port: int, connections: int, opts: Options, procs: int, pid: int) -> dict[str, Any]:
+    """Run the generator against port once; add the server's CPU use to its result."""
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--port",
+        str(port),
+        "--connections",
+        str(connections),
+        "--duration",
+        str(opts.duration),
+        "--warmup",
+        str(opts.warmup),
+        "--procs",
+        str(procs),
+    ]
+    cpu_before = cpu_seconds(pid)
+    busy_before = machine_busy_seconds()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=opts.warmup + opts.duration + 120,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    server_cpu = cpu_seconds(pid) - cpu_before
+    busy = machine_busy_seconds() - busy_before
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # The generator's whole CPU: interpreter start-up and its worker processes included.
+    generator_cpu = (children.ru_utime - children_before.ru_utime) + (
+        children.ru_stime - children_before.ru_stime
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    gen = result["generator"]
+    gen["cpu_share"] = gen["cpu_seconds"] / gen["wall_seconds"] if gen["wall_seconds"] else 0.0
+    # The server's CPU over the generator's whole run (connect, warm-up, window).
+    result["server_cpu_share"] = server_cpu / wall if wall else 0.0
+    # Everything else that ran meanwhile: the database server, and any other load on
+    # the machine, which makes the point less trustworthy.
+    result["other_cpu_share"] = max(0.0, busy - server_cpu - generator_cpu) / wall if wall else 0.0
+    result["server_rss_mb"] = rss_bytes(pid) / 2**20
+    return result
+
+
+def point_line(name: str, point: dict[str, Any]) -> str:
+    """Return a one-line summary of one measured point."""
+    return (
+        f"{name} c={point['connections']}: {point['rps']:.0f} req/s, "
+        f"p50 {point['p50_ms'] or 0:.2f} ms, p99 {point['p99_ms'] or 0:.2f} ms, "
+        f"wrong {point['wrong']}, failures {point['failures']}, fairness {point['fairness']:.2f}"
+    )
+
+
+class Bench:
+    """One benchmark run: its options, work directory and results."""
+
+    def __init__(self, opts: Options, workdir: Path) -> None:
+        self.opts = opts
+        self.workdir = workdir
+        self.procs: dict[int, int] = {}
+        self.results: dict[str, Any] = {
+            "machine": machine(),
+            "settings": {
+                "duration_s": opts.duration,
+                "warmup_s": opts.warmup,
+                "connections": opts.connections,
+                "found_ratio": 0.8,
+                "found_keys": 1000,
+                "missing_keys": 1000,
+                "pool_max": POOL_MAX,
+            },
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "load_average_at_start": os.getloadavg()[0],
+            "scenarios": {},
+            "notes": [],
+        }
+
+    # -- servers -------------------------------------------------------------
+
+    def floor(self) -> Server:
+        """Start the floor server."""
+        port = free_port()
+        argv = [sys.executable, "-m", "bench.floor", "--port", str(port)]
+        return Server("floor", argv, port, self.workdir / "floor.log")
+
+    def ceiling(self, backend: Backend) -> Server:
+        """Start the ceiling server on backend."""
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            "--port",
+            str(port),
+            "--backend",
+            backend.name,
+            "--dsn",
+            backend.ceiling_dsn,
+            "--pool",
+            str(POOL_MAX),
+        ]
+        return Server(
+            f"ceiling-{backend.name}", argv, port, self.workdir / f"ceiling-{backend.name}.log"
+        )
+
+    def sockmapd(
+        self,
+        name: str,
+        url: str,
+        *,
+        level: str = "warning",
+        cache: Mapping[str, float] | None = None,
+    ) -> Server:
+        """Start sockmapd on url."""
+        port = free_port()
+        config = sockmapd_config(self.workdir / f"{name}.toml", port, url, level=level, cache=cache)
+        return Server(name, sockmapd_argv(config), port, self.workdir / f"{name}.log")
+
+    # -- measuring -----------------------------------------------------------
+
+    def wanted(self, scenario: str) -> bool:
+        """Return True if scenario is to be run."""
+        return self.opts.only is None or any(part in scenario for part in self.opts.only)
+
+    def measure(
+        self,
+        scenario: str,
+        title: str,
+        start: Callable[[], Server],
+        prewarm: Sequence[str] = (),
+        db_connections: Callable[[], int] | None = None,
+    ) -> None:
+        """Run the generator at every connection count against one server."""
+        if not self.wanted(scenario):
+            return
+        entry: dict[str, Any] = {"title": title, "points": []}
+        self.results["scenarios"][scenario] = entry
+        log(f"{scenario}: {title}")
+        try:
+            with running(start()) as server:
+                if prewarm:
+                    warm = asyncio.run(pipeline(server.port, prewarm, 4))
+                    entry["prewarm"] = warm
+                for connections in self.opts.connections:
+                    opened = db_connections() if db_connections else 0
+                    point = run_loadgen(
+                        server.port, connections, self.opts, self.procs[connections], server.pid
+                    )
+                    if db_connections:
+                        # New database connections during the point: pool churn shows here.
+                        point["db_connections_opened"] = db_connections() - opened
+                    entry["points"].append(point)
+                    log(point_line(scenario, point))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, TimeoutError) as exc:
+            entry["error"] = str(exc)[-1500:]
+            log(f"{scenario}: FAILED: {exc}")
+
+    def skip(self, scenario: str, title: str, reason: str) -> None:
+        """Record a scenario that could not run."""
+        if self.wanted(scenario):
+            self.results["scenarios"][scenario] = {"title": title, "points": [], "skipped": reason}
+            log(f"{scenario}: skipped: {reason}")
+
+    def calibrate(self) -> None:
+        """Choose the generator processes per connection count, driving the floor with 1 and 2."""
+        runs: list[dict[str, Any]] = []
+        if self.opts.gen_procs != "auto":
+            self.procs = {c: int(self.opts.gen_procs) for c in self.opts.connections}
+        else:
+            with running(self.floor()) as server:
+                for connections in self.opts.connections:
+                    if connections == 1:
+                        self.procs[connections] = 1
+                        continue
+                    rates: dict[int, float] = {}
+                    for procs in (1, 2):
+                        point = run_loadgen(server.port, connections, self.opts, procs, server.pid)
+                        rates[procs] = point["rps"]
+                        runs.append(
+                            {
+                                "procs": procs,
+                                "connections": connections,
+                                "rps": point["rps"],
+                                "generator_cpu_share": point["generator"]["cpu_share"],
+                                "server_cpu_share": point["server_cpu_share"],
+                            }
+                        )
+                        log(
+                            f"calibration: {procs} generator process(es), c={connections}: "
+                            f"{point['rps']:.0f} req/s, "
+                            f"generator CPU {point['generator']['cpu_share']:.2f} "
+                            f"cores, floor CPU {point['server_cpu_share']:.2f} cores"
+                        )
+                    # A second process only pays if it brings clearly more: the two
+                    # cores are shared with the server under test.
+                    self.procs[connections] = 2 if rates[2] > 1.1 * rates[1] else 1
+        self.results["generator"] = {
+            "procs": {str(c): n for c, n in self.procs.items()},
+            "calibration": runs,
+        }
+        log(f"generator processes by connection count: {self.procs}")
+
+    def cache_settings(self, url: str, cache: Mapping[str, float]) -> str | None:
+        """Return None if this sockmapd accepts the cache options, else why not."""
+        probe = sockmapd_config(self.workdir / "probe.toml", 1, url, cache=cache)
+        return check_config(probe)
+
+    # -- scenarios -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Run every scenario; databases are created first and dropped at the end."""
+        sqlite = make_sqlite(self.workdir / "bench.sqlite3")
+        servers: dict[str, Backend] = {}
+        for kind, url in (("mariadb", self.opts.mysql_url), ("postgresql", self.opts.pg_url)):
+            if not any(self.wanted(s) for s in (f"sockmapd-{kind}", f"ceiling-{kind}")):
+                continue
+            try:
+                servers[kind] = create_server_backend(kind, url)
+            except Exception as exc:
+                self.results["notes"].append(f"{kind}: cannot set up the database: {exc}")
+                log(f"{kind}: cannot set up the database: {exc}")
+        try:
+            self.calibrate()
+            self.measure("floor", "floor: constant-reply server (dict lookup)", self.floor)
+            cache = {"cache_ttl": 300, "negative_cache_ttl": 300}
+            hits_title = "sockmapd, cache hits (SQLite behind, every key cached)"
+            refused = self.cache_settings(sqlite.sockmapd_url, cache)
+            if refused is None:
+                every_key = [found_key(i) for i in range(1000)] + [
+                    missing_key(i) for i in range(1000)
+                ]
+                self.measure(
+                    "sockmapd-hits",
+                    hits_title,
+                    lambda: self.sockmapd("sockmapd-hits", sqlite.sockmapd_url, cache=cache),
+                    prewarm=every_key,
+                )
+            else:
+                self.skip(
+                    "sockmapd-hits", hits_title, f"sockmapd refuses the cache options: {refused}"
+                )
+            for backend in (sqlite, servers.get("mariadb"), servers.get("postgresql")):
+                if backend is None:
+                    continue
+                counter = None
+                if backend.name != "sqlite":
+                    admin = self.opts.mysql_url if backend.name == "mariadb" else self.opts.pg_url
+                    counter = partial(connections_opened, backend.name, admin)
+                self.measure(
+                    f"sockmapd-{backend.name}",
+                    f"sockmapd, cache off, {backend.name}",
+                    partial(self.sockmapd, f"sockmapd-{backend.name}", backend.sockmapd_url),
+                    db_connections=counter,
+                )
+                self.measure(
+                    f"ceiling-{backend.name}",
+                    f"ceiling: minimal server on the raw driver, {backend.name}",
+                    partial(self.ceiling, backend),
+                    db_connections=counter,
+                )
+            self.measure(
+                "sockmapd-sqlite-info",
+                "sockmapd, cache off, sqlite, log level info (one line per request)",
+                lambda: self.sockmapd("sockmapd-sqlite-info", sqlite.sockmapd_url, level="info"),
+            )
+            if self.opts.extras:
+                self.memory_idle(sqlite)
+                self.memory_cached()
+                self.startup(sqlite, servers.get("postgresql"))
+            if self.opts.profile:
+                self.profile(sqlite)
+        finally:
+            for kind in servers:
+                url = self.opts.mysql_url if kind == "mariadb" else self.opts.pg_url
+                try:
+                    drop_server_backend(kind, url)
+                except Exception as exc:
+                    log(f"{kind}: cannot drop the database: {exc}")
+        self.results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.results["load_average_at_end"] = os.getloadavg()[0]
+
+    def memory_idle(self, sqlite: Backend) -> None:
+        """RSS of sockmapd before and with IDLE_CONNECTIONS idle connections."""
+        log(f"memory: sockmapd with {IDLE_CONNECTIONS} idle connections")
+        entry: dict[str, Any] = {"connections": IDLE_CONNECTIONS}
+        self.results["memory_idle"] = entry
+        socks: list[socket.socket] = []
+        try:
+            with running(self.sockmapd("sockmapd-idle", sqlite.sockmapd_url)) as server:
+                ask(server.port, found_key(1))
+                entry["rss_mb_start"] = rss_bytes(server.pid) / 2**20
+                for i in range(IDLE_CONNECTIONS):
+                    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                    socks.append(sock)
+                    # One answered request each: every connection is accepted and served.
+                    sock.sendall(netstring(f"{MAP_NAME} {found_key(i % 1000)}".encode()))
+                for i, sock in enumerate(socks):
+                    if read_reply(sock, bytearray()) != expected(found_key(i % 1000)):
+                        entry["wrong"] = entry.get("wrong", 0) + 1
+                time.sleep(1.0)
+                entry["rss_mb"] = rss_bytes(server.pid) / 2**20
+                entry["per_connection_kb"] = (
+                    (entry["rss_mb"] - entry["rss_mb_start"]) * 1024 / IDLE_CONNECTIONS
+                )
+                log(f"memory: {entry}")
+        except (RuntimeError, OSError, EOFError) as exc:
+            entry["error"] = str(exc)[-1500:]
+            log(f"memory idle: FAILED: {exc}")
+        finally:
+            for sock in socks:
+                sock.close()
+
+    def memory_cached(self) -> None:
+        """RSS of sockmapd with --cached-entries distinct answers in its cache."""
+        cache = {
+            "cache_ttl": 3600,
+            "negative_cache_ttl": 3600,
+            "cache_size": 2 * self.opts.cached_entries,
+        }
+        big = make_sqlite(self.workdir / "bench-big.sqlite3", self.opts.cached_entries)
+        refused = self.cache_settings(big.sockmapd_url, cache)
+        entry: dict[str, Any] = {"entries": self.opts.cached_entries}
+        self.results["memory_cached"] = entry
+        if refused is not None:
+            entry["skipped"] = f"sockmapd refuses the cache options: {refused}"
+            log(f"memory cached: skipped: {refused}")
+            return
+        log(f"memory: sockmapd with {self.opts.cached_entries} cached answers")
+        try:
+            with running(self.sockmapd("sockmapd-cached", big.sockmapd_url, cache=cache)) as server:
+                ask(server.port, found_key(0))
+                entry["rss_mb_start"] = rss_bytes(server.pid) / 2**20
+                keys = [found_key(i) for i in range(self.opts.cached_entries)]
+                started = time.perf_counter()
+                entry["warm"] = asyncio.run(pipeline(server.port, keys, 10))
+                entry["warm_seconds"] = time.perf_counter() - started
+                entry["rss_mb"] = rss_bytes(server.pid) / 2**20
+                entry["per_entry_bytes"] = (
+                    (entry["rss_mb"] - entry["rss_mb_start"]) * 2**20 / self.opts.cached_entries
+                )
+                # Asked again, every key must now come from the cache: time a second pass.
+                started = time.perf_counter()
+                entry["second_pass"] = asyncio.run(pipeline(server.port, keys, 10))
+                entry["second_pass_seconds"] = time.perf_counter() - started
+                log(f"memory: {entry}")
+        except (RuntimeError, OSError, EOFError, TimeoutError) as exc:
+            entry["error"] = str(exc)[-1500:]
+            log(f"memory cached: FAILED: {exc}")
+
+    def startup(self, sqlite: Backend, postgresql: Backend | None) -> None:
+        """Time from process start to the first OK answer."""
+        entry: dict[str, Any] = {}
+        self.results["startup"] = entry
+        for backend in (sqlite, postgresql):
+            if backend is None:
+                continue
+            times: list[float] = []
+            for run in range(STARTUP_RUNS):
+                port = free_port()
+                config = sockmapd_config(
+                    self.workdir / f"startup-{backend.name}.toml", port, backend.sockmapd_url
+                )
+                server = Server(
+                    f"startup-{backend.name}",
+                    sockmapd_argv(config),
+                    port,
+                    self.workdir / f"startup-{backend.name}-{run}.log",
+                )
+                try:
+                    times.append(first_answer(server))
+                except RuntimeError as exc:
+                    entry[f"{backend.name}_error"] = str(exc)[-1500:]
+                    break
+                finally:
+                    server.stop()
+            if times:
+                entry[backend.name] = {"runs_s": times, "median_s": statistics.median(times)}
+                log(f"startup {backend.name}: {times}")
+
+    def profile(self, sqlite: Backend) -> None:
+        """Sample sockmapd (cache off, SQLite, 10 connections) with py-spy; summarise."""
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        if not Path(py_spy).exists():
+            self.results["profile"] = {"skipped": "py-spy is not installed"}
+            return
+        log("profile: py-spy on sockmapd, cache off, SQLite, 10 connections")
+        raw = self.workdir / "profile.txt"
+        entry: dict[str, Any] = {"connections": 10, "seconds": PROFILE_SECONDS}
+        self.results["profile"] = entry
+        opts = Options(**{**self.opts.__dict__, "duration": PROFILE_SECONDS, "warmup": 1.0})
+        try:
+            with running(self.sockmapd("sockmapd-profile", sqlite.sockmapd_url)) as server:
+                spy = subprocess.Popen(
+                    [
+                        py_spy,
+                        "record",
+                        "--pid",
+                        str(server.pid),
+                        "--duration",
+                        str(int(PROFILE_SECONDS + 1)),
+                        "--rate",
+                        "100",
+                        "--nonblocking",
+                        "--format",
+                        "raw",
+                        "--threads",
+                        "--output",
+                        str(raw),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                point = run_loadgen(server.port, 10, opts, 1, server.pid)
+                spy.wait(60)
+                entry["rps_while_sampled"] = point["rps"]
+            entry.update(summarise_profile(raw.read_text()))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            entry["error"] = str(exc)[-1500:]
+            log(f"profile: FAILED: {exc}")
+
+
+def first_answer(server: Server) -> float:
+    """Return seconds from the server's process start to its first OK answer."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited: {server.tail()}")
+        try:
+            reply = ask(server.port, found_key(1), timeout=2.0)
+        except (OSError, EOFError):
+            time.sleep(0.005)
+            continue
+        if reply.startswith(b"OK "):
+            return time.perf_counter() - server.started
+        time.sleep(0.005)
+    raise RuntimeError(f"{server.name}: no OK answer within {START_TIMEOUT}s")
+
+
+# Where a sampled stack's time goes: the innermost frame of these files names the layer.
+LAYERS = (
+    ("sockmapd/server", "sockmapd server (connection, framing)"),
+    ("sockmapd/protocol", "sockmapd protocol (netstring, parsing)"),
+    ("sockmapd/lookup", "sockmapd lookup (map, answer)"),
+    ("sockmapd/backends", "sockmapd backends"),
+    ("sqlalchemy", "SQLAlchemy (pool, engine, dialect)"),
+    ("aiosqlite", "aiosqlite (hand-off to its thread)"),
+    ("threading", "threads (start, hand-off)"),
+    ("anyio", "anyio"),
+    ("logging", "logging"),
+    ("asyncio/runners", "event loop itself (uvloop, in C: I/O and callbacks)"),
+    ("asyncio", "asyncio (Python parts)"),
+)
+
+
+def summarise_profile(raw: str) -> dict[str, Any]:
+    """Summarise py-spy's raw (collapsed) stacks.
+
+    The event-loop thread is where sockmapd can only use one core: its samples are
+    split by layer and by function. The other threads are counted by name, and their
+    distinct ids tell how many were started during the sample (aiosqlite runs one
+    thread per database connection).
+    """
+    own: dict[str, int] = {}
+    layers: dict[str, int] = {}
+    by_name: dict[str, int] = {}
+    ids: dict[str, set[str]] = {}
+    main = 0
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        head = frames[0]
+        name = head.split("): ", 1)[1] if "): " in head else head
+        # "Thread-7 (_connection_worker_thread)" and its kin are one kind of thread.
+        kind = name.split(" (", 1)[1].rstrip(")") if " (" in name else name
+        by_name[kind] = by_name.get(kind, 0) + count
+        ids.setdefault(kind, set()).add(head.split(")", 1)[0])
+        if kind != "MainThread":
+            continue
+        main += count
+        leaf = frames[-1]
+        own[leaf] = own.get(leaf, 0) + count
+        layer = "other"
+        for frame in reversed(frames[1:]):
+            named = next((label for part, label in LAYERS if part in frame), None)
+            if named is not None:
+                layer = named
+                break
+        layers[layer] = layers.get(layer, 0) + count
+    top = sorted(own.items(), key=lambda kv: -kv[1])[:12]
+    return {
+        "samples": total,
+        "main_samples": main,
+        "threads": {
+            kind: {"samples": n, "distinct_threads": len(ids[kind])}
+            for kind, n in sorted(by_name.items(), key=lambda kv: -kv[1])
+        },
+        "layers": dict(sorted(layers.items(), key=lambda kv: -kv[1])),
+        "top_self": [{"frame": frame, "samples": n} for frame, n in top],
+    }
+
+
+def machine() -> dict[str, Any]:
+    """Describe the machine and the interpreter."""
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    from importlib import metadata
+
+    try:
+        loop = f"uvloop {metadata.version('uvloop')}"
+    except metadata.PackageNotFoundError:
+        loop = "asyncio (uvloop not installed)"
+    versions: dict[str, str] = {}
+
+    for dist in ("sockmapd", "SQLAlchemy", "anyio", "aiosqlite", "asyncpg", "asyncmy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[dist] = metadata.version(dist)
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+        "event_loop": loop,
+        "packages": versions,
+    }
+
+
+def raise_fd_limit() -> None:
+    """Lift the open-files limit to its hard maximum (1000 idle connections need it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per point")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--connections", default="1,10,100", help="comma-separated counts")
+    parser.add_argument(
+        "--gen-procs", default="auto", help="generator processes: auto (measured), 1 or 2"
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "SOCKMAPD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+        help="a PostgreSQL database to connect to while creating the benchmark's own",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("SOCKMAPD_BENCH_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+        help="a MariaDB/MySQL server to create the benchmark's own database on",
+    )
+    parser.add_argument("--json", type=Path, default=ROOT / "docs" / "performance.json")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "performance.md")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated parts of scenario names to run"
+    )
+    parser.add_argument("--no-extras", action="store_true", help="skip memory and start-up")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--cached-entries", type=int, default=100_000, help="answers cached for the memory check"
+    )
+    args = parser.parse_args(argv)
+    return Options(
+        duration=args.duration,
+        warmup=args.warmup,
+        connections=[int(c) for c in args.connections.split(",") if c.strip()],
+        gen_procs=args.gen_procs,
+        pg_url=args.pg_url,
+        mysql_url=args.mysql_url,
+        json_path=args.json,
+        md_path=args.markdown,
+        only=args.only.split(",") if args.only else None,
+        extras=not args.no_extras,
+        profile=not args.no_profile,
+        keep_logs=args.keep_logs,
+        cached_entries=args.cached_entries,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, write the JSON results and the Markdown report."""
+    opts = parse_args(argv)
+    raise_fd_limit()
+    workdir = Path(tempfile.mkdtemp(prefix="sockmapd-bench-"))
+    bench = Bench(opts, workdir)
+    try:
+        bench.run()
+    finally:
+        if opts.keep_logs:
+            log(f"logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+    opts.json_path.write_text(json.dumps(bench.results, indent=1) + "\n")
+    opts.md_path.write_text(report.render(bench.results))
+    log(f"wrote {opts.json_path} and {opts.md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
