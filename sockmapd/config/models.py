@@ -6,11 +6,11 @@ import ipaddress
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -283,6 +283,19 @@ DatabaseName = Annotated[str, AfterValidator(_check_database_name)]
 MapName = Annotated[str, AfterValidator(_check_map_name)]
 
 
+_ListT = TypeVar("_ListT", bound=Sequence[str])
+
+
+def _reject_duplicates(values: _ListT, what: str = "entry") -> _ListT:
+    """Return values unchanged; raise ValueError naming the first repeated one."""
+    seen: set[str] = set()
+    for item in values:
+        if item in seen:
+            raise ValueError(f"duplicate {what} {item!r}")
+        seen.add(item)
+    return values
+
+
 class ServerConfig(_Model):
     """Listeners, client access, limits, timeouts and the account to run as."""
 
@@ -304,22 +317,12 @@ class ServerConfig(_Model):
     @field_validator("listen")
     @classmethod
     def _unique_listen(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for address in value:
-            if address in seen:
-                raise ValueError(f"duplicate listen address {address!r}")
-            seen.add(address)
-        return value
+        return _reject_duplicates(value, "listen address")
 
     @field_validator("allow")
     @classmethod
     def _unique_networks(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for network in value:
-            if network in seen:
-                raise ValueError(f"duplicate network {network!r}")
-            seen.add(network)
-        return value
+        return _reject_duplicates(value, "network")
 
     @field_validator("request_timeout")
     @classmethod
@@ -904,15 +907,6 @@ def _check_search_entry(value: str) -> str:
     return _check_template(value, SEARCH_CODES)
 
 
-def _reject_duplicates(values: list[str]) -> list[str]:
-    seen: set[str] = set()
-    for item in values:
-        if item in seen:
-            raise ValueError(f"duplicate entry {item!r}")
-        seen.add(item)
-    return values
-
-
 ExpansionLimit = Annotated[int, Field(strict=True, ge=0)]
 DomainEntry = Annotated[str, AfterValidator(_check_domain_entry)]
 SearchEntry = Annotated[str, AfterValidator(_check_search_entry)]
@@ -1034,12 +1028,7 @@ class MapConfig(_Model):
     @field_validator("key_transform")
     @classmethod
     def _unique_transforms(cls, value: list[KeyTransform]) -> list[KeyTransform]:
-        seen: set[str] = set()
-        for item in value:
-            if item in seen:
-                raise ValueError(f"duplicate key transform {item!r}")
-            seen.add(item)
-        return value
+        return _reject_duplicates(value, "key transform")
 
     @field_validator("recipient_delimiter")
     @classmethod
