@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,3 +152,22 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """One running sockmapd with the default test config, shared by a module's read-only tests."""
     with _daemon_factory(tmp_path_factory.mktemp("shared")) as factory:
         yield factory(unix=True)
+
+
+def postmap_binary() -> str:
+    """Return Postfix's postmap; fail under SOCKMAPD_REQUIRE_POSTFIX=1, else skip, if absent."""
+    found = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/usr/local/sbin")
+    if found:
+        return found
+    if os.environ.get("SOCKMAPD_REQUIRE_POSTFIX") == "1":
+        pytest.fail("postmap is not installed, and SOCKMAPD_REQUIRE_POSTFIX=1 requires it")
+    pytest.skip("postmap is not installed (Debian package postfix)")
+
+
+@pytest.fixture
+def postmap(tmp_path: Path) -> list[str]:
+    """Return the postmap command with a private, empty main.cf."""
+    config_dir = tmp_path / "postfix"
+    config_dir.mkdir()
+    (config_dir / "main.cf").write_text("")
+    return [postmap_binary(), "-c", str(config_dir)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,24 +12,6 @@ from tests.integration.conftest import DaemonFactory
 from tests.integration.daemon import Daemon
 
 pytestmark = pytest.mark.postfix
-
-
-def _postmap() -> str:
-    found = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("SOCKMAPD_REQUIRE_POSTFIX") == "1":
-        pytest.fail("postmap is not installed, and SOCKMAPD_REQUIRE_POSTFIX=1 requires it")
-    pytest.skip("postmap is not installed (Debian package postfix)")
-
-
-@pytest.fixture
-def postmap(tmp_path: Path) -> list[str]:
-    """Return the postmap command with a private, empty main.cf."""
-    config_dir = tmp_path / "postfix"
-    config_dir.mkdir()
-    (config_dir / "main.cf").write_text("")
-    return [_postmap(), "-c", str(config_dir)]
 
 
 def _table(daemon: Daemon, map_name: str, *, unix: bool = False) -> str:

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -28,6 +26,7 @@ import pytest
 import tomli_w
 from sqlalchemy.engine import make_url
 
+from tests.integration.conftest import postmap_binary
 from tests.integration.daemon import Daemon, free_port
 from tests.integration.databases import Database
 
@@ -199,15 +198,6 @@ class Parity:
     imported: dict[str, Any]
 
 
-def _postmap_binary() -> str:
-    found = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("SOCKMAPD_REQUIRE_POSTFIX") == "1":
-        pytest.fail("postmap is not installed, and SOCKMAPD_REQUIRE_POSTFIX=1 requires it")
-    pytest.skip("postmap is not installed (Debian package postfix)")
-
-
 def _postfix_types(postmap: list[str]) -> set[str]:
     postconf = Path(postmap[0]).with_name("postconf")
     result = subprocess.run(
@@ -288,7 +278,7 @@ def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Itera
     postfix_dir = directory / "postfix"
     postfix_dir.mkdir()
     (postfix_dir / "main.cf").write_text("")
-    postmap = [_postmap_binary(), "-c", str(postfix_dir)]
+    postmap = [postmap_binary(), "-c", str(postfix_dir)]
     postfix_type = POSTFIX_TYPE[backend.name]
     if postfix_type not in _postfix_types(postmap):
         pytest.fail(f"Postfix lacks the {postfix_type} map type (postconf -m)")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import tomli_w
@@ -22,24 +19,6 @@ pytestmark = [
 
 USERS = ["alice@example.com", "bob@example.com", "o'brien@example.com", "jürgen@bücher.example"]
 ACCESS = [("hello@buydirect4u.co.uk", "REJECT", "Sender identified as spammer")]
-
-
-def _postmap() -> str:
-    found = shutil.which("postmap") or shutil.which("postmap", path="/usr/sbin:/usr/local/sbin")
-    if found:
-        return found
-    if os.environ.get("SOCKMAPD_REQUIRE_POSTFIX") == "1":
-        pytest.fail("postmap is not installed, and SOCKMAPD_REQUIRE_POSTFIX=1 requires it")
-    pytest.skip("postmap is not installed (Debian package postfix)")
-
-
-@pytest.fixture
-def postmap(tmp_path: Path) -> list[str]:
-    """The postmap command with a private, empty main.cf."""
-    config_dir = tmp_path / "postfix"
-    config_dir.mkdir()
-    (config_dir / "main.cf").write_text("")
-    return [_postmap(), "-c", str(config_dir)]
 
 
 @pytest.fixture(scope="module")
