@@ -7,7 +7,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 START_TIMEOUT = 15.0
@@ -147,3 +150,44 @@ class Daemon:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+@dataclass
+class CheckingClient:
+    """Lookups on one connection in a loop, each answer compared with the exact expected one."""
+
+    port: int
+    stop: threading.Event
+    users: Sequence[str]
+    offset: int = 0
+    asked: int = 0
+    wrong: list[str] = field(default_factory=list)
+
+    def run(self) -> None:
+        """Ask found and missing keys in turn until stopped; record the first wrong answer."""
+        expected = [(b"recipient " + u.encode(), b"OK " + u.encode()) for u in self.users]
+        expected += [
+            (b"recipient absent%d@example.com" % i, b"NOTFOUND ") for i in range(len(self.users))
+        ]
+        expected.append(
+            (b"blacklist hello@buydirect4u.co.uk", b"OK REJECT Sender identified as spammer")
+        )
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10.0) as sock:
+                buffer = b""
+                while not self.stop.is_set() and self.asked < 1_000_000:
+                    request, answer = expected[(self.offset + self.asked) % len(expected)]
+                    sock.sendall(netstring(request))
+                    want = netstring(answer)
+                    while len(buffer) < len(want):
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            raise EOFError(buffer)
+                        buffer += chunk
+                    got, buffer = buffer[: len(want)], buffer[len(want) :]
+                    self.asked += 1
+                    if got != want:
+                        self.wrong.append(f"{request!r}: {got!r} instead of {want!r}")
+                        return
+        except Exception as exc:
+            self.wrong.append(f"connection failed after {self.asked} lookups: {exc!r}")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tests.integration.conftest import USERS, DaemonFactory
-from tests.integration.daemon import netstring
+from tests.integration.daemon import CheckingClient, netstring
 
 MAX_CONNECTIONS = 3000
 TIME_BUDGET = 30.0
@@ -204,47 +204,13 @@ def _fuzz(port: int, seed: int, quota: int, deadline: float, tallies: dict[str, 
         _exchange(port, pieces, tally)
 
 
-@dataclass
-class Checker:
-    """Correct lookups on one connection, each answer compared with the exact expected one."""
-
-    port: int
-    stop: threading.Event
-    asked: int = 0
-    wrong: list[str] = field(default_factory=list)
-
-    def run(self) -> None:
-        """Ask found and missing keys in turn until stopped; record any wrong answer."""
-        expected = [(u.encode(), b"OK " + u.encode()) for u in USERS]
-        expected += [(b"absent%d@example.com" % i, b"NOTFOUND ") for i in range(len(USERS))]
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=10.0) as sock:
-                buffer = b""
-                while not self.stop.is_set() and self.asked < 1_000_000:
-                    key, answer = expected[self.asked % len(expected)]
-                    sock.sendall(netstring(b"recipient " + key))
-                    want = netstring(answer)
-                    while len(buffer) < len(want):
-                        chunk = sock.recv(65536)
-                        if not chunk:
-                            raise EOFError(buffer)
-                        buffer += chunk
-                    got, buffer = buffer[: len(want)], buffer[len(want) :]
-                    self.asked += 1
-                    if got != want:
-                        self.wrong.append(f"{key!r}: {got!r} instead of {want!r}")
-                        return
-        except Exception as exc:
-            self.wrong.append(f"checker connection failed: {exc!r}")
-
-
 def test_fuzzed_frames_never_disturb_a_correct_client(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon()
     assert daemon.port is not None
     port = daemon.port
     per_thread = [{name: Tally() for name in CATEGORIES} for _ in range(FUZZ_THREADS)]
     stop = threading.Event()
-    checker = Checker(port, stop)
+    checker = CheckingClient(port, stop, USERS)
     checker_thread = threading.Thread(target=checker.run, daemon=True)
     checker_thread.start()
     deadline = time.monotonic() + TIME_BUDGET

@@ -11,13 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import USERS, DaemonFactory, make_sqlite, toml_config
-from tests.integration.daemon import Daemon, free_port, netstring
+from tests.integration.daemon import CheckingClient, Daemon, free_port, netstring
 
 ALIAS_MAP = '\n[maps.alias]\ndatabase = "main"\ntable = "users"\nkey = "address"\n'
 BROKEN_MAP = "\n[maps.x]\nbogus = 1\n"
@@ -34,51 +33,11 @@ def _count_in_log(daemon: Daemon, text: str) -> int:
     return daemon.log().count(text)
 
 
-@dataclass
-class Loader:
-    """Lookups on one connection in a loop, each answer compared with the exact expected one."""
-
-    port: int
-    stop: threading.Event
-    offset: int
-    asked: int = 0
-    wrong: list[str] = field(default_factory=list)
-
-    def run(self) -> None:
-        """Ask found and missing keys in turn until stopped; record the first wrong answer."""
-        expected = [(b"recipient " + u.encode(), b"OK " + u.encode()) for u in USERS]
-        expected += [
-            (b"recipient absent%d@example.com" % i, b"NOTFOUND ") for i in range(len(USERS))
-        ]
-        expected.append(
-            (b"blacklist hello@buydirect4u.co.uk", b"OK REJECT Sender identified as spammer")
-        )
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=10.0) as sock:
-                buffer = b""
-                while not self.stop.is_set() and self.asked < 1_000_000:
-                    request, answer = expected[(self.offset + self.asked) % len(expected)]
-                    sock.sendall(netstring(request))
-                    want = netstring(answer)
-                    while len(buffer) < len(want):
-                        chunk = sock.recv(65536)
-                        if not chunk:
-                            raise EOFError(buffer)
-                        buffer += chunk
-                    got, buffer = buffer[: len(want)], buffer[len(want) :]
-                    self.asked += 1
-                    if got != want:
-                        self.wrong.append(f"{request!r}: {got!r} instead of {want!r}")
-                        return
-        except Exception as exc:
-            self.wrong.append(f"connection failed after {self.asked} lookups: {exc!r}")
-
-
 def test_reload_under_load_never_fails_a_lookup(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon()
     assert daemon.port is not None
     stop = threading.Event()
-    loaders = [Loader(daemon.port, stop, offset) for offset in range(3)]
+    loaders = [CheckingClient(daemon.port, stop, USERS, offset) for offset in range(3)]
     threads = [threading.Thread(target=loader.run, daemon=True) for loader in loaders]
     for thread in threads:
         thread.start()
