@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sockmapd import __version__
 from sockmapd.cli import main
 from sockmapd.config import load_config
 from tests.unit.test_config_legacy import LEGACY_SAMPLE
@@ -17,6 +18,13 @@ def legacy_file(tmp_path: Path) -> Path:
     path = tmp_path / "sockmapd.json"
     path.write_text(LEGACY_SAMPLE)
     return path
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"sockmapd {__version__}\n"
 
 
 def test_check_config_accepts_the_legacy_sample(
