@@ -104,6 +104,22 @@ def test_image_runs_unprivileged_with_the_mounted_config(image: list[tuple[str, 
     assert "run_as_user" not in server
 
 
+def test_build_context_keeps_what_the_image_copies() -> None:
+    """.dockerignore leaves out everything but what the Dockerfile's COPY lines name."""
+    kept = {
+        line.removeprefix("!").rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    copied = set()
+    for line in DOCKERFILE.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not words[1].startswith("--from="):
+            copied.update(word.rstrip("/") for word in words[1:-1])
+    assert copied == kept
+    assert all((ROOT / name).exists() for name in copied), copied
+
+
 def test_image_healthcheck_asks_healthz_on_the_metrics_port(image: list[tuple[str, str]]) -> None:
     url = env_of(image)["SOCKMAPD_HEALTHCHECK_URL"]
     assert url == "http://127.0.0.1:9224/healthz"
