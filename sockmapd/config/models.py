@@ -389,7 +389,7 @@ SyslogFacility = Literal[
 ]
 # A key salt is a secret of a few dozen bytes; the cap keeps a wrong path from filling memory.
 MIN_KEY_SALT_BYTES = 16
-MAX_KEY_SALT_BYTES = 4096
+MAX_KEY_SALT_BYTES = 65536
 
 
 def _check_syslog_address(text: str) -> str:
