@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import os
 import secrets
+import socket
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,7 +177,9 @@ def _open_handler(config: LogConfig) -> logging.Handler:
         return logging.handlers.WatchedFileHandler(config.file, encoding="utf-8")
     if config.target == "syslog":
         address: str | tuple[str, int] = config.syslog_address
-        if not config.syslog_address.startswith("/"):
+        if config.syslog_address.startswith("/"):
+            _check_syslog_socket(config.syslog_address)
+        else:
             host, port = parse_host_port(config.syslog_address)
             assert port is not None  # the model requires it for a network address
             address = (host, port)
@@ -185,6 +188,21 @@ def _open_handler(config: LogConfig) -> logging.Handler:
         handler.ident = f"sockmapd[{os.getpid()}]: "
         return handler
     return logging.StreamHandler(sys.stderr)
+
+
+def _check_syslog_socket(path: str) -> None:
+    """Raise OSError unless a syslog daemon answers at path (datagram or stream)."""
+    # SysLogHandler ignores a socket it cannot reach and drops every line until
+    # it can: a wrong syslog_address must fail the start or the reload instead.
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(path)
+            except OSError as exc:
+                error = exc
+            else:
+                return
+    raise OSError(error.errno, f"cannot reach the syslog socket {path}: {error.strerror}")
 
 
 def configure_logging(config: LogConfig) -> None:
