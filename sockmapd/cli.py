@@ -224,7 +224,7 @@ def _serve(path: Path, config: Config, fallback_port: int | None) -> int:
     try:
         configure_logging(config.log)
     except OSError as exc:
-        print(f"sockmapd: cannot open the log {config.log.target}: {exc}", file=sys.stderr)
+        print(f"sockmapd: cannot open the log ({config.log.target}): {exc}", file=sys.stderr)
         return 1
     daemon = Daemon(config, config_path=path, fallback_port=fallback_port)
     try:
