@@ -364,7 +364,8 @@ class ServerConfig(_Model):
 
 LogFormat = Literal["text", "json"]
 LogTarget = Literal["stderr", "file", "syslog"]
-# logging.handlers.SysLogHandler.facility_names, spelled out so the reference lists them.
+# The standard facility names, all known to logging.handlers.SysLogHandler;
+# spelled out so that the configuration reference lists them.
 SyslogFacility = Literal[
     "auth",
     "authpriv",

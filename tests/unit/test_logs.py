@@ -6,9 +6,11 @@ import hashlib
 import hmac
 import json
 import logging
+import logging.handlers
 import os
 import re
 import socket
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from time import perf_counter
@@ -18,6 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from sockmapd.config import LogConfig
+from sockmapd.config.models import SyslogFacility
 from sockmapd.logs import (
     LOGGER_NAME,
     configure_logging,
@@ -291,6 +294,12 @@ def test_invalid_settings_are_reported_at_their_field(
 def test_short_key_salt_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="fewer than 16"):
         LogConfig(log_keys=False, key_salt_file=salt_file(tmp_path, b"short"))
+
+
+def test_every_facility_is_one_syslog_handler_knows() -> None:
+    accepted = typing.get_args(SyslogFacility)
+    assert "mail" in accepted
+    assert set(accepted) <= set(logging.handlers.SysLogHandler.facility_names)
 
 
 def test_network_syslog_address_is_accepted() -> None:
