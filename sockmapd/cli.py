@@ -224,14 +224,14 @@ def _serve(path: Path, config: Config, fallback_port: int | None) -> int:
     try:
         configure_logging(config.log)
     except OSError as exc:
-        print(f"sockmapd: cannot open log file: {exc}", file=sys.stderr)
+        print(f"sockmapd: cannot open the log ({config.log.target}): {exc}", file=sys.stderr)
         return 1
     daemon = Daemon(config, config_path=path, fallback_port=fallback_port)
     try:
         anyio.run(daemon.run, backend_options=_backend_options())
     except StartupError as exc:
         logging.getLogger("sockmapd").error("cannot start: %s", exc)
-        if config.log.file is not None:
+        if config.log.target != "stderr":
             print(f"sockmapd: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

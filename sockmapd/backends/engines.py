@@ -62,9 +62,11 @@ def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
     url = db.sqlalchemy_url()
     # Lookups are single read-only statements: AUTOCOMMIT spares the
     # BEGIN/ROLLBACK round trips a transaction per lookup would cost.
+    # hide_parameters: the parameters are the key or parts of it, and a database
+    # error is logged with its message; log.log_keys = false must hold there too.
     if db.dialect == "sqlite":
         _prepare_sqlite(name, url, db.init_sql)
-        engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        engine = create_async_engine(url, isolation_level="AUTOCOMMIT", hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_read_only)
         return engine
     connector = Connector(name, db)
@@ -72,6 +74,7 @@ def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
         URL.create(url.drivername),
         async_creator=connector,
         isolation_level="AUTOCOMMIT",
+        hide_parameters=True,
         pool_size=db.pool_size,
         max_overflow=db.max_overflow,
         # Waiting longer than a query may take for a pooled connection means the

@@ -63,7 +63,25 @@ def _server(server: ServerConfig) -> dict[str, Any]:
 
 
 def _log(log: LogConfig) -> dict[str, Any]:
-    return _without_none({"level": log.level, "file": _path(log.file)})
+    # The level is always written; the other options only when they differ from
+    # their defaults, and target only when file does not already imply it.
+    table: dict[str, Any] = {"level": log.level}
+    fields = LogConfig.model_fields
+    for name in (
+        "format",
+        "target",
+        "file",
+        "syslog_facility",
+        "syslog_address",
+        "log_keys",
+        "key_salt_file",
+    ):
+        value = getattr(log, name)
+        if name == "target" and value == ("file" if log.file is not None else "stderr"):
+            continue
+        if value is not None and value != fields[name].default:
+            table[name] = str(value) if isinstance(value, Path) else value
+    return table
 
 
 def _database(database: DatabaseConfig, reveal_secrets: bool) -> tuple[dict[str, Any], bool]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import logging
 from collections import deque
 from time import perf_counter
@@ -13,6 +12,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from sockmapd.config import ServerConfig
+from sockmapd.logs import log_request as _log_request
 from sockmapd.lookup import Router
 from sockmapd.protocol import (
     MalformedRequest,
@@ -24,14 +24,11 @@ from sockmapd.protocol import (
     parse_request,
 )
 
-log = logging.getLogger("sockmapd.request")
 conn_log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 65536
 INTERNAL_ERROR = Reply.temp("internal error, try again later")
 REPLY_TOO_LARGE = Reply.temp("reply too large, try again later")
-# Health probes send this key all day long; answering them is enough.
-UNLOGGED_KEY = "KEEPALIVE"
 
 _CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
@@ -225,27 +222,3 @@ class Connection:
                 self._settings.max_reply_bytes,
             )
             return encode_reply(REPLY_TOO_LARGE)
-
-
-def _log_request(peer: str, payload: bytes, reply: Reply, started: float) -> None:
-    if not log.isEnabledFor(logging.INFO):
-        return
-    map_name, _, key = payload.partition(b" ")
-    key_text = key.decode("utf-8", errors="backslashreplace")
-    if key_text == UNLOGGED_KEY:
-        return
-    log.info(
-        "client=%s map=%s key=%s result=%s ms=%.2f",
-        peer,
-        _quote(map_name.decode("utf-8", errors="backslashreplace")),
-        _quote(key_text),
-        reply.status.value,
-        (perf_counter() - started) * 1000.0,
-    )
-
-
-def _quote(text: str) -> str:
-    """Return text as is if it is one printable word, else JSON-quoted: no forged log lines."""
-    if text and text.isprintable() and " " not in text and '"' not in text:
-        return text
-    return json.dumps(text, ensure_ascii=False)

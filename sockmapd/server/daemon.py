@@ -196,7 +196,7 @@ class Daemon:
         try:
             configure_logging(config.log)
         except OSError as exc:
-            log.error("cannot open the new log file, logging stays as it was: %s", exc)
+            log.error("cannot open the new log target, logging stays as it was: %s", exc)
         restart_needed = [
             name
             for name in RESTART_ONLY

@@ -372,10 +372,31 @@ servers = st.builds(
     run_as_group=optional(identifiers),
     allow_root=optional(st.booleans()),
 )
+log_targets = st.one_of(
+    st.builds(
+        lambda file, explicit: without_none(file=file, target="file" if explicit else None),
+        absolute_paths.filter(lambda p: p.strip()),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda facility, address: without_none(
+            target="syslog", syslog_facility=facility, syslog_address=address
+        ),
+        optional(st.sampled_from(["mail", "daemon", "local0", "local7"])),
+        optional(st.sampled_from(["/dev/log", "/run/systemd/journal/syslog", "192.0.2.9:514"])),
+    ),
+    st.builds(lambda explicit: {"target": "stderr"} if explicit else {}, st.booleans()),
+)
+key_privacy = st.one_of(
+    st.builds(lambda keys: without_none(log_keys=keys), optional(st.booleans())),
+    st.just({"log_keys": False, "key_salt_file": str(THIS_FILE)}),
+)
 logs = st.builds(
-    without_none,
+    lambda target, privacy, **values: without_none(**target, **privacy, **values),
+    log_targets,
+    key_privacy,
     level=st.sampled_from(["debug", "info", "warning", "error"]),
-    file=optional(absolute_paths.filter(lambda p: p.strip())),
+    format=optional(st.sampled_from(["text", "json"])),
 )
 url_databases = st.one_of(
     st.builds(
@@ -483,3 +504,24 @@ def test_generated_masked_output_parses(config: Config) -> None:
 
 def _without(database: DatabaseConfig, fields: set[str]) -> dict[str, Any]:
     return database.model_dump(exclude=fields)
+
+
+def test_log_options_written_only_when_not_default() -> None:
+    assert tomllib.loads(to_toml(parse_config("[log]\nfile = '/var/log/s.log'\n")))["log"] == {
+        "level": "info",
+        "file": "/var/log/s.log",
+    }
+    text = to_toml(
+        parse_config(
+            "[log]\nformat = 'json'\ntarget = 'syslog'\nsyslog_facility = 'local3'\n"
+            f"log_keys = false\nkey_salt_file = '{THIS_FILE}'\n"
+        )
+    )
+    assert tomllib.loads(text)["log"] == {
+        "level": "info",
+        "format": "json",
+        "target": "syslog",
+        "syslog_facility": "local3",
+        "log_keys": False,
+        "key_salt_file": str(THIS_FILE),
+    }

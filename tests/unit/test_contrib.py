@@ -169,6 +169,8 @@ def test_logrotate_lets_the_daemon_reopen_its_file() -> None:
     assert any(d.startswith("rotate ") for d in body)
     assert "copytruncate" not in body
     assert "postrotate" not in body
+    # The optional signal is the one that reopens the log file.
+    assert "--signal=USR1" in text
 
 
 def test_postfix_example_uses_socketmap_for_the_common_maps() -> None:
