@@ -51,6 +51,9 @@ class HealthCheck:
     def __init__(self, source: DatabaseSource) -> None:
         self._source = source
         self._flight: asyncio.Task[HealthReport] | None = None
+        # Last state logged per database: a load balancer may ask every second,
+        # and the log should show changes, not every probe.
+        self._logged: dict[str, str] = {}
 
     async def check(self) -> HealthReport:
         """Return the state of every database; never raises for a database failure."""
@@ -67,13 +70,24 @@ class HealthCheck:
     async def _probe_all(self) -> HealthReport:
         engines, databases = self._source()
         names = [name for name, _engine in engines.items()]
-        states = await asyncio.gather(
-            *(probe(name, engines[name], databases[name]) for name in names)
-        )
-        return HealthReport(dict(zip(names, states, strict=True)))
+        states = await asyncio.gather(*(probe(engines[name], databases[name]) for name in names))
+        report = HealthReport(dict(zip(names, states, strict=True)))
+        self._log_changes(report)
+        return report
+
+    def _log_changes(self, report: HealthReport) -> None:
+        for name, state in report.databases.items():
+            before = self._logged.get(name, OK)
+            if state == before:
+                continue
+            if state == OK:
+                log.info("health: database %s answers again", name)
+            else:
+                log.warning("health: database %s is down: %s", name, state)
+            self._logged[name] = state
 
 
-async def probe(name: str, engine: AsyncEngine, db: DatabaseConfig) -> str:
+async def probe(engine: AsyncEngine, db: DatabaseConfig) -> str:
     """Return "ok" if the database answers SELECT 1 within its timeouts, else why not."""
     limit = db.connect_timeout + db.query_timeout
     try:
@@ -87,7 +101,6 @@ async def probe(name: str, engine: AsyncEngine, db: DatabaseConfig) -> str:
         reason = f"query failed: {type(exc).__name__}: {_one_line(exc)}"
     else:
         return OK
-    log.warning("health: database %s is down: %s", name, reason)
     return reason[:MAX_REASON]
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
+
+import pytest
 
 from sockmapd.backends import Engines, create_engines
 from sockmapd.backends.health import OK, HealthCheck, HealthReport
@@ -80,4 +83,14 @@ def test_a_caller_that_goes_away_leaves_the_probe_to_the_others(tmp_path: Path) 
 
     report = asyncio.run(main())
     assert report.databases["good"] == OK
+    asyncio.run(engines.dispose())
+
+
+def test_only_changes_of_state_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    engines, configs = databases(tmp_path)
+    check = HealthCheck(lambda: (engines, configs))
+    with caplog.at_level(logging.INFO, logger="sockmapd.backends.health"):
+        for _ in range(3):
+            asyncio.run(check.check())
+    assert [r.getMessage().split(":")[1] for r in caplog.records] == [" database bad is down"]
     asyncio.run(engines.dispose())
