@@ -219,6 +219,37 @@ def test_a_failed_reload_is_counted(metered: tuple[Daemon, int]) -> None:
         client.close()
 
 
+def test_a_changed_metrics_listen_waits_for_a_restart(metered: tuple[Daemon, int]) -> None:
+    daemon, port = metered
+    text = daemon.config_path.read_text()
+    daemon.config_path.write_text(text.replace(str(port), str(free_port())))
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + WAIT
+    while sample(scrape(port), "sockmapd_reloads_total", result="ok") != 1:
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    assert "changed metrics.listen: restart sockmapd to apply" in daemon.log()
+
+
+def test_metrics_listen_on_a_unix_socket(start_daemon: DaemonFactory, tmp_path: Path) -> None:
+    path = tmp_path / "metrics.sock"
+    text = SQLITE_CONFIG.format(metrics_port=0, db=make_sqlite(tmp_path / "unix.sqlite3"))
+    text = text.replace("tcp://127.0.0.1:0", f"unix://{path}")
+    daemon = start_daemon(config_text=text, name="unix.toml")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(WAIT)
+        sock.connect(str(path))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: sockmapd\r\n\r\n")
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert json.loads(body) == {"status": "ok", "databases": {"main": "ok"}}
+    daemon.stop()
+    assert not path.exists()
+
+
 def test_healthz_is_200_with_every_database_ok(metered: tuple[Daemon, int]) -> None:
     _, port = metered
     assert health(port) == (200, {"status": "ok", "databases": {"main": "ok"}})
