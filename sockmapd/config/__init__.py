@@ -11,6 +11,7 @@ from sockmapd.config.models import (
     KeyTransform,
     LogConfig,
     MapConfig,
+    MetricsConfig,
     ServerConfig,
 )
 from sockmapd.config.postfix_import import (
@@ -31,6 +32,7 @@ __all__ = [
     "KeyTransform",
     "LogConfig",
     "MapConfig",
+    "MetricsConfig",
     "PostfixImport",
     "PostfixImportError",
     "PostfixSource",

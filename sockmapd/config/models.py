@@ -432,6 +432,16 @@ def _read_key_salt(path: Path) -> bytes:
 SyslogAddress = Annotated[str, AfterValidator(_check_syslog_address)]
 
 
+class MetricsConfig(_Model):
+    """The Prometheus metrics and health listener; off unless listen is set."""
+
+    listen: ListenAddressText | None = None
+
+    def listen_address(self) -> TcpAddress | UnixAddress | None:
+        """Return the parsed listen address, or None when metrics are off."""
+        return None if self.listen is None else parse_listen_address(self.listen)
+
+
 class LogConfig(_Model):
     """Log level, line format, destination and whether lookup keys are written."""
 
@@ -1215,6 +1225,7 @@ class Config(_Model):
 
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
     databases: dict[DatabaseName, DatabaseConfig] = {}
     maps: dict[MapName, MapConfig] = {}
 
@@ -1234,6 +1245,17 @@ class Config(_Model):
             return handler(data)
         finally:
             _defined_databases.reset(token)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_listen_apart(cls, value: MetricsConfig, info: ValidationInfo) -> MetricsConfig:
+        server: ServerConfig | None = info.data.get("server")
+        if value.listen is not None and server is not None and value.listen in server.listen:
+            raise ValueError(
+                f"listen {value.listen!r} is also in server.listen: "
+                "the metrics listener needs an address of its own"
+            )
+        return value
 
     def __eq__(self, other: object) -> bool:
         # Legacy or not changes only a warning at start: a legacy file and its

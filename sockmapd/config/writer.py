@@ -35,7 +35,10 @@ _CONNECTION_FIELDS = (
 
 def to_toml(config: Config, *, reveal_secrets: bool = False) -> str:
     """Return the config as canonical TOML; passwords are masked unless reveal_secrets."""
-    parts = [tomli_w.dumps({"server": _server(config.server), "log": _log(config.log)})]
+    head: dict[str, Any] = {"server": _server(config.server), "log": _log(config.log)}
+    if config.metrics.listen is not None:
+        head["metrics"] = {"listen": config.metrics.listen}
+    parts = [tomli_w.dumps(head)]
     if config.databases:
         masked = False
         databases: dict[str, Any] = {}

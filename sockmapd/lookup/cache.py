@@ -20,6 +20,8 @@ class ReplyCache:
         "_max_size",
         "_negative_ttl",
         "_ttl",
+        "hits",
+        "misses",
     )
 
     def __init__(
@@ -42,6 +44,9 @@ class ReplyCache:
         # Insertion order is recency order: the first entry is the least recently used.
         self._entries: OrderedDict[str, tuple[Reply, float]] = OrderedDict()
         self._generation = 0
+        # Plain ints, read by the metrics collector at scrape time: free when unscraped.
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -55,20 +60,25 @@ class ReplyCache:
         """Return the reply stored for key while it is fresh, else None; O(1)."""
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return None
         reply, stored = entry
         age = self._clock() - stored
         if reply.status is Status.OK:
             if age < self._ttl:
                 self._entries.move_to_end(key)
+                self.hits += 1
                 return reply
             if age >= self._keep:
                 del self._entries[key]
+            self.misses += 1
             return None
         if age < self._negative_ttl:
             self._entries.move_to_end(key)
+            self.hits += 1
             return reply
         del self._entries[key]
+        self.misses += 1
         return None
 
     def get_stale(self, key: str) -> Reply | None:

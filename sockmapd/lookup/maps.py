@@ -34,6 +34,7 @@ from sockmapd.lookup.keys import (
     query_params,
 )
 from sockmapd.lookup.statements import KEY_PARAM, build_statement
+from sockmapd.metrics import NO_DATABASE_ERRORS, DatabaseErrors
 from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class MapLookup:
         "_delimiters",
         "_domains",
         "_engine",
+        "_errors",
         "_expansion_limit",
         "_first_column_only",
         "_flights",
@@ -74,10 +76,12 @@ class MapLookup:
         database: DatabaseConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
+        errors: DatabaseErrors | None = None,
     ) -> None:
         self.name = name
         self.database = config.database
         self._engine = engine
+        self._errors = NO_DATABASE_ERRORS if errors is None else errors
         self._statement: Executable
         if config.query is not None:
             bound = compile_query(config.query)
@@ -158,6 +162,11 @@ class MapLookup:
         """Forget every cached answer of this map and return how many there were."""
         return 0 if self._cache is None else self._cache.clear()
 
+    @property
+    def cache(self) -> ReplyCache | None:
+        """Return this map's answer cache, or None when it caches nothing."""
+        return self._cache
+
     def _landed(self, key: str, flight: asyncio.Task[Reply]) -> None:
         if self._flights.get(key) is flight:
             del self._flights[key]
@@ -223,6 +232,7 @@ class MapLookup:
         try:
             rows = await self._fetch(params)
         except TimeoutError:
+            self._errors.timeout()
             log.warning(
                 "map %s: database %s: query exceeded query_timeout=%gs",
                 self.name,
@@ -232,6 +242,7 @@ class MapLookup:
             return self._timed_out
         except DatabaseError as exc:
             if may_retry and _lost_connection(exc):
+                self._errors.lost_connection()
                 # The pooled connection died (server restart, failover, a cut
                 # network): one more try on a fresh one, maybe on another host.
                 log.info(
@@ -241,6 +252,7 @@ class MapLookup:
                     _one_line(exc),
                 )
                 return await self._attempt(params, parts, may_retry=False)
+            self._errors.failed(exc)
             log.warning("map %s: database %s failed: %s", self.name, self.database, _one_line(exc))
             return self._unavailable
         return format_rows(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from sockmapd.backends import Engines
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup
+from sockmapd.metrics import Metrics
 from sockmapd.protocol import Reply, Request
 
 
@@ -34,9 +35,16 @@ class Router:
         """Forget every map's cached answers and return how many there were."""
         return sum(lookup.clear_cache() for lookup in self._maps.values())
 
+    def cache_counts(self) -> Iterator[tuple[str, int, int, int]]:
+        """Yield (map, hits, misses, entries) for every map that has a cache."""
+        for name, lookup in self._maps.items():
+            cache = lookup.cache
+            if cache is not None:
+                yield name, cache.hits, cache.misses, len(cache)
 
-def build_router(config: Config, engines: Engines) -> Router:
-    """Build every map's statement once for this config."""
+
+def build_router(config: Config, engines: Engines, metrics: Metrics | None = None) -> Router:
+    """Build every map's statement once for this config; failures are counted in metrics."""
     return Router(
         {
             name: MapLookup(
@@ -44,6 +52,7 @@ def build_router(config: Config, engines: Engines) -> Router:
                 map_config,
                 engines[map_config.database],
                 config.databases[map_config.database],
+                errors=None if metrics is None else metrics.database_errors(map_config.database),
             )
             for name, map_config in config.maps.items()
         }

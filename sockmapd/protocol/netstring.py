@@ -28,6 +28,8 @@ class ProtocolError(Exception):
     """A frame error: the byte stream cannot be resynchronised; the connection must be closed."""
 
     reason: str = "netstring protocol error"
+    # A short name for metrics: one per subclass, never built from peer data.
+    kind: str = "protocol_error"
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(f"{self.reason}: {detail}" if detail else self.reason)
@@ -41,18 +43,21 @@ class LengthHeaderError(ProtocolError):
     """The length header is empty, has a non-digit byte or a leading zero."""
 
     reason = "invalid netstring length header"
+    kind = "invalid_length"
 
 
 class FrameTooLargeError(ProtocolError):
     """The length header declares more than the decoder's max_payload."""
 
     reason = "request too large"
+    kind = "request_too_large"
 
 
 class MissingTerminatorError(ProtocolError):
     """The byte after the payload is not the ',' terminator."""
 
     reason = "missing netstring terminator"
+    kind = "missing_terminator"
 
 
 class NetstringDecoder:

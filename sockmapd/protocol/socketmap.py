@@ -35,6 +35,8 @@ _CONTROL_TO_SPACE = dict.fromkeys((*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2
 class MalformedRequest(Exception):
     """A well-framed payload that is not a socketmap request: answer PERM, keep the connection."""
 
+    kind = "malformed_request"
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -14,6 +14,7 @@ from anyio.abc import ByteStream
 from sockmapd.config import ServerConfig
 from sockmapd.logs import log_request as _log_request
 from sockmapd.lookup import Router
+from sockmapd.metrics import Metrics
 from sockmapd.protocol import (
     MalformedRequest,
     NetstringDecoder,
@@ -48,6 +49,10 @@ class Service(Protocol):
     def stopping(self) -> bool:
         """Return True once shutdown has begun."""
 
+    @property
+    def metrics(self) -> Metrics | None:
+        """Return the metrics to record into, or None when metrics are off."""
+
 
 class Phase(enum.Enum):
     """What a connection is waiting for; decides what a passed deadline means."""
@@ -69,6 +74,7 @@ class Connection:
 
     __slots__ = (
         "_decoder",
+        "_metrics",
         "_pending",
         "_phase",
         "_request_started",
@@ -84,6 +90,7 @@ class Connection:
         self._stream = stream
         self._service = service
         self._settings = service.settings
+        self._metrics = service.metrics
         self._decoder = NetstringDecoder(self._settings.max_request_bytes)
         self._pending: deque[bytes] = deque()
         self._phase = Phase.READ
@@ -126,6 +133,11 @@ class Connection:
                 f"lookup did not finish within {self._settings.request_timeout:g}s"
             )
             data = self._encode(reply)
+            if self._metrics is not None:
+                map_name = payload.partition(b" ")[0].decode("utf-8", errors="replace")
+                self._metrics.request(
+                    map_name, reply.status, perf_counter() - self._request_started
+                )
             _log_request(self.peer, payload, reply, self._request_started)
             self._phase = Phase.SEND
             with anyio.move_on_after(self._settings.request_timeout):
@@ -190,6 +202,8 @@ class Connection:
             except _CLOSED:
                 return
         conn_log.info("client=%s: protocol error: %s; closing", self.peer, exc.reason)
+        if self._metrics is not None:
+            self._metrics.protocol_error(exc.kind)
         self._phase = Phase.SEND
         try:
             await self._stream.send(self._encode(Reply.perm(exc.reason)))
@@ -197,17 +211,29 @@ class Connection:
             return
 
     async def _answer(self, payload: bytes, started: float) -> bytes:
+        metrics = self._metrics
+        map_name: str | None = None
         try:
             request = parse_request(payload)
         except MalformedRequest as exc:
             reply = Reply.perm(exc.reason)
+            if metrics is not None:
+                metrics.protocol_error(exc.kind)
         else:
+            map_name = request.map_name
             try:
                 reply = await self._service.router.answer(request)
             except Exception:
                 conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
                 reply = INTERNAL_ERROR
-        data = self._encode(reply)
+        try:
+            data = encode_reply(reply, self._settings.max_reply_bytes)
+        except ReplyTooLargeError as exc:
+            # What is counted and logged is what the client got.
+            reply = self._too_large(exc)
+            data = encode_reply(reply)
+        if metrics is not None:
+            metrics.request(map_name, reply.status, perf_counter() - started)
         _log_request(self.peer, payload, reply, started)
         return data
 
@@ -215,10 +241,13 @@ class Connection:
         try:
             return encode_reply(reply, self._settings.max_reply_bytes)
         except ReplyTooLargeError as exc:
-            conn_log.warning(
-                "client=%s: reply of %d bytes exceeds max_reply_bytes=%d; answered TEMP",
-                self.peer,
-                exc.size,
-                self._settings.max_reply_bytes,
-            )
-            return encode_reply(REPLY_TOO_LARGE)
+            return encode_reply(self._too_large(exc))
+
+    def _too_large(self, exc: ReplyTooLargeError) -> Reply:
+        conn_log.warning(
+            "client=%s: reply of %d bytes exceeds max_reply_bytes=%d; answered TEMP",
+            self.peer,
+            exc.size,
+            self._settings.max_reply_bytes,
+        )
+        return REPLY_TOO_LARGE

@@ -18,12 +18,15 @@ from anyio.abc import SocketAttribute, TaskGroup
 from sqlalchemy.engine import make_url
 
 from sockmapd.backends import DatabaseSetupError, Engines, create_engines
+from sockmapd.backends.health import HealthCheck
 from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
 from sockmapd.logs import configure_logging
 from sockmapd.lookup import Router, build_router
+from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.server import systemd
 from sockmapd.server.access import AccessList
 from sockmapd.server.connection import Connection
+from sockmapd.server.http import MetricsServer
 from sockmapd.server.listeners import (
     BoundListener,
     ListenError,
@@ -67,11 +70,11 @@ class Generation:
     access: AccessList
 
 
-def build_generation(config: Config) -> Generation:
+def build_generation(config: Config, metrics: Metrics | None = None) -> Generation:
     """Create the engines and prepared maps for config (no connection is opened)."""
     engines = create_engines(config.databases)
     access = AccessList(config.server.allowed_networks())
-    return Generation(config, engines, build_router(config, engines), access)
+    return Generation(config, engines, build_router(config, engines, metrics), access)
 
 
 class Daemon:
@@ -94,6 +97,9 @@ class Daemon:
         self._tasks: TaskGroup | None = None
         self._slots = anyio.CapacityLimiter(config.server.max_connections)
         self._full_logged = False
+        # Bound at start only: metrics.listen is a restart-only setting.
+        self._metrics = Metrics() if config.metrics.listen is not None else None
+        self._health = HealthCheck(self._databases)
 
     @property
     def router(self) -> Router:
@@ -112,21 +118,40 @@ class Daemon:
         """Return True once shutdown has begun."""
         return self._stopping
 
+    @property
+    def metrics(self) -> Metrics | None:
+        """Return the metrics to record into, or None when metrics are off."""
+        return self._metrics
+
+    def _state(self) -> tuple[Router, Engines]:
+        assert self._generation is not None
+        return self._generation.router, self._generation.engines
+
+    def _databases(self) -> tuple[Engines, dict[str, DatabaseConfig]]:
+        assert self._generation is not None
+        return self._generation.engines, self._generation.config.databases
+
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT; raise StartupError if it cannot start."""
         try:
-            self._generation = build_generation(self._initial)
+            self._generation = build_generation(self._initial, self._metrics)
         except DatabaseSetupError as exc:
             raise StartupError(str(exc)) from exc
+        if self._metrics is not None:
+            self._metrics.serve(self._generation.router)
+            self._metrics.watch(self._state)
         try:
             # Signals are taken over before anything listens: a SIGHUP sent as soon
             # as the socket answers must reload, not kill with the default action.
             # Signals that arrive before the handler runs wait in the receiver.
             with anyio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
-                listeners = await self._start_listening()
+                listeners, metrics_listeners = await self._start_listening()
                 async with anyio.create_task_group() as tasks:
                     self._tasks = tasks
                     tasks.start_soon(self._handle_signals, signals)
+                    if self._metrics is not None:
+                        server = MetricsServer(self._metrics, self._health.check)
+                        tasks.start_soon(server.serve, metrics_listeners)
                     await self._serve(listeners)
                     tasks.cancel_scope.cancel()
         finally:
@@ -140,21 +165,30 @@ class Daemon:
             logging.shutdown()
             os._exit(0)
 
-    async def _start_listening(self) -> list[BoundListener]:
-        """Bind (or adopt) the listeners and drop privileges; raise StartupError on failure."""
+    async def _start_listening(self) -> tuple[list[BoundListener], list[BoundListener]]:
+        """Bind (or adopt) the socketmap and metrics listeners and drop privileges.
+
+        Raise StartupError on failure, with nothing left listening.
+        """
         server = self._initial.server
         try:
             listeners = await self._listen(server)
         except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
             raise StartupError(str(exc)) from exc
+        metrics_listeners: list[BoundListener] = []
         try:
+            address = self._initial.metrics.listen_address()
+            if address is not None:
+                metrics_listeners = await open_listeners([address])
             self._drop_privileges(server)
-        except PrivilegeError as exc:
-            for bound in listeners:
+        except (ListenError, PrivilegeError) as exc:
+            for bound in listeners + metrics_listeners:
                 await bound.aclose()
+            if isinstance(exc, ListenError):
+                raise StartupError(f"metrics: {exc}") from exc
             raise StartupError(str(exc)) from exc
         self._warn_about_exposure(self._initial)
-        return listeners
+        return listeners, metrics_listeners
 
     def stop(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish."""
@@ -184,13 +218,16 @@ class Daemon:
         old = self._generation
         try:
             config = load_config(path, fallback_port=self._fallback_port)
-            new = build_generation(config)
+            new = build_generation(config, self._metrics)
         except (ConfigError, DatabaseSetupError) as exc:
             log.error("reload failed, still serving the previous configuration:\n%s", exc)
+            self._count_reload(None, old)
             return False
         except Exception:
             log.exception("reload failed, still serving the previous configuration")
+            self._count_reload(None, old)
             return False
+        self._count_reload(new, old)
         self._generation = new
         self._slots.total_tokens = config.server.max_connections
         try:
@@ -198,19 +235,30 @@ class Daemon:
         except OSError as exc:
             log.error("cannot open the new log target, logging stays as it was: %s", exc)
         restart_needed = [
-            name
+            f"server.{name}"
             for name in RESTART_ONLY
             if getattr(config.server, name) != getattr(old.config.server, name)
         ]
+        if config.metrics != old.config.metrics:
+            restart_needed.append("metrics.listen")
         if restart_needed:
             log.warning(
                 "changed %s: restart sockmapd to apply (still as before)",
-                ", ".join(f"server.{name}" for name in restart_needed),
+                ", ".join(restart_needed),
             )
         log.info("reloaded %s: %d maps", path, len(config.maps))
         if self._tasks is not None:
             self._tasks.start_soon(self._retire, old)
         return True
+
+    def _count_reload(self, new: Generation | None, old: Generation) -> None:
+        """Count a reload (new is None if it failed) and prepare the new maps' recorders."""
+        if self._metrics is None:
+            return
+        self._metrics.reloaded(new is not None)
+        if new is not None:
+            self._metrics.serve(new.router)
+            self._metrics.retire(old.router)
 
     async def _retire(self, old: Generation) -> None:
         # Requests that started on the old maps finish within request_timeout;
@@ -278,7 +326,12 @@ class Daemon:
                     if self._stopping:
                         accepting.cancel_scope.cancel()
                     for bound in listeners:
-                        accepting.start_soon(self._accept_loop, bound, connections)
+                        counters = (
+                            None
+                            if self._metrics is None
+                            else self._metrics.listener(str(bound.address))
+                        )
+                        accepting.start_soon(self._accept_loop, bound, connections, counters)
                     log.info(
                         "listening on %s; maps: %s",
                         ", ".join(str(b.address) for b in listeners),
@@ -292,7 +345,12 @@ class Daemon:
             # Requests in flight get the grace period; the rest is cancelled.
             connections.cancel_scope.deadline = anyio.current_time() + self.settings.shutdown_grace
 
-    async def _accept_loop(self, bound: BoundListener, connections: TaskGroup) -> None:
+    async def _accept_loop(
+        self,
+        bound: BoundListener,
+        connections: TaskGroup,
+        counters: ListenerMetrics | None = None,
+    ) -> None:
         while True:
             slot = object()
             if self._slots.available_tokens < 1 and not self._full_logged:
@@ -330,13 +388,19 @@ class Daemon:
                         await stream.aclose()
                     continue
             connection = Connection(stream, describe_peer(stream), self)
-            connections.start_soon(self._run_connection, connection, slot)
+            connections.start_soon(self._run_connection, connection, slot, counters)
 
-    async def _run_connection(self, connection: Connection, slot: object) -> None:
+    async def _run_connection(
+        self, connection: Connection, slot: object, counters: ListenerMetrics | None
+    ) -> None:
         self._connections.add(connection)
+        if counters is not None:
+            counters.opened()
         try:
             await connection.run()
         finally:
+            if counters is not None:
+                counters.closed()
             self._connections.discard(connection)
             self._slots.release_on_behalf_of(slot)
             if self._full_logged and (

@@ -161,6 +161,22 @@ def test_clear_forgets_everything_and_drops_answers_from_before() -> None:
     assert cache.get("a") == OK_A
 
 
+def test_hits_and_misses_are_counted() -> None:
+    clock = Clock()
+    cache = make_cache(clock, ttl=10.0, negative_ttl=5.0)
+    assert cache.get("k") is None  # absent
+    cache.put("k", OK_A)
+    cache.put("n", NOTFOUND)
+    assert cache.get("k") == OK_A
+    assert cache.get("n") == NOTFOUND
+    clock.now += 6.0
+    assert cache.get("n") is None  # expired not-found
+    clock.now += 5.0
+    assert cache.get("k") is None  # expired found
+    assert cache.get_stale("k") is None  # a stale read is neither
+    assert (cache.hits, cache.misses) == (2, 3)
+
+
 # --- MapLookup with a fake database --------------------------------------------------
 
 

@@ -251,3 +251,55 @@ def test_empty_allow_round_trips() -> None:
     config = parse_config("[server]\nallow = []\n")
     assert "allow = []" in to_toml(config)
     assert parse_config(to_toml(config)).server.allow == []
+
+
+# --- [metrics] -------------------------------------------------------------------------
+
+
+def test_metrics_are_off_by_default() -> None:
+    config = parse_config("")
+    assert config.metrics.listen is None
+    assert config.metrics.listen_address() is None
+
+
+@pytest.mark.parametrize(
+    ("text", "normalised"),
+    [
+        ("tcp://127.0.0.1:9224", "tcp://127.0.0.1:9224"),
+        ("TCP://[::1]:9224", "tcp://[::1]:9224"),
+        ("unix:///run/sockmapd/metrics.sock", "unix:///run/sockmapd/metrics.sock"),
+    ],
+)
+def test_metrics_listen_takes_the_listen_address_forms(text: str, normalised: str) -> None:
+    config = parse_config(f'[metrics]\nlisten = "{text}"\n')
+    assert config.metrics.listen == normalised
+    assert str(config.metrics.listen_address()) == normalised
+
+
+@pytest.mark.parametrize("text", ["http://127.0.0.1:9224", "tcp://127.0.0.1", "9224"])
+def test_an_invalid_metrics_listen_is_reported_at_its_path(text: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate({"metrics": {"listen": text}})
+    paths = [p.path for p in problems_from_validation_error(info.value)]
+    assert paths == ["metrics.listen"]
+
+
+def test_metrics_listen_may_not_be_a_socketmap_listener() -> None:
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate(
+            {
+                "server": {"listen": ["tcp://127.0.0.1:2224"]},
+                "metrics": {"listen": "tcp://127.0.0.1:2224"},
+            }
+        )
+    (problem,) = problems_from_validation_error(info.value)
+    assert problem.path == "metrics"
+    assert "address of its own" in problem.message
+
+
+def test_metrics_listen_is_written_by_convert_when_set() -> None:
+    config = parse_config('[metrics]\nlisten = "tcp://127.0.0.1:9224"\n')
+    text = to_toml(config)
+    assert '[metrics]\nlisten = "tcp://127.0.0.1:9224"' in text
+    assert parse_config(text) == config
+    assert "[metrics]" not in to_toml(parse_config(""))

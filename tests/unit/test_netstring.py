@@ -422,3 +422,9 @@ def test_arbitrary_bytes_only_raise_protocol_error(chunks: list[bytes], max_payl
     except ProtocolError:
         with pytest.raises(ProtocolError):
             decoder.feed(b"0:,")
+
+
+def test_each_protocol_error_has_its_own_metrics_kind() -> None:
+    kinds = [cls.kind for cls in (LengthHeaderError, FrameTooLargeError, MissingTerminatorError)]
+    assert kinds == ["invalid_length", "request_too_large", "missing_terminator"]
+    assert ProtocolError.kind not in kinds

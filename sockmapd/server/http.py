@@ -1,0 +1,207 @@
+"""The metrics listener: a minimal HTTP/1.1 server for GET /metrics and GET /healthz.
+
+It answers one request per connection and closes it. Cost against a hostile
+client: at most MAX_CLIENTS connections are served at once (the rest wait in the
+kernel's backlog); each buffers at most MAX_HEAD_BYTES of request and is closed
+READ_TIMEOUT after it connected if its request is not complete, and WRITE_TIMEOUT
+after the reply began if the client does not read it. The socketmap listeners
+share nothing with it but the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sockmapd.backends.health import HealthReport
+from sockmapd.metrics import Metrics
+from sockmapd.server.listeners import BoundListener, describe_peer
+
+log = logging.getLogger(__name__)
+
+MAX_CLIENTS = 16
+MAX_HEAD_BYTES = 8192
+READ_TIMEOUT = 10.0
+WRITE_TIMEOUT = 10.0
+ACCEPT_ERROR_PAUSE = 0.1
+RECEIVE_SIZE = 4096
+
+_CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+
+
+class BadRequest(Exception):
+    """The request head cannot be answered; status is the HTTP status to reply with."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(_REASONS[status])
+        self.status = status
+
+
+def parse_request_line(head: bytes) -> tuple[bytes, str]:
+    """Return the method and the path (query string dropped) of a request head."""
+    line, _, _ = head.partition(b"\r\n")
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise BadRequest(400)
+    method, target, _version = parts
+    if not target.startswith(b"/"):
+        raise BadRequest(400)
+    path = target.partition(b"?")[0]
+    try:
+        return method, path.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest(400) from None
+
+
+def render_response(status: int, body: bytes, content_type: str, *, allow: str = "") -> bytes:
+    """Return a whole HTTP/1.1 response that closes the connection."""
+    headers = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Cache-Control: no-store",
+        "Connection: close",
+    ]
+    if allow:
+        headers.append(f"Allow: {allow}")
+    return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + body
+
+
+def health_body(report: HealthReport) -> tuple[int, bytes]:
+    """Return the status and JSON body of /healthz: 200 if every database answered, else 503."""
+    healthy = report.healthy
+    body = json.dumps(
+        {"status": "ok" if healthy else "down", "databases": report.databases},
+        sort_keys=True,
+    )
+    return (200 if healthy else 503), body.encode() + b"\n"
+
+
+class MetricsServer:
+    """Serves /metrics from a registry and /healthz from a health check."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], Awaitable[HealthReport]]) -> None:
+        self._metrics = metrics
+        self._health = health
+        self._slots = anyio.CapacityLimiter(MAX_CLIENTS)
+
+    async def serve(self, listeners: list[BoundListener]) -> None:
+        """Accept and answer until cancelled; the listeners are closed on the way out."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                for bound in listeners:
+                    tasks.start_soon(self._accept_loop, bound, tasks)
+                log.info("metrics and health on %s", ", ".join(str(b.address) for b in listeners))
+        finally:
+            with anyio.CancelScope(shield=True):
+                for bound in listeners:
+                    await bound.aclose()
+
+    async def _accept_loop(self, bound: BoundListener, tasks: TaskGroup) -> None:
+        while True:
+            slot = object()
+            await self._slots.acquire_on_behalf_of(slot)
+            try:
+                stream = await bound.listener.accept()
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                self._slots.release_on_behalf_of(slot)
+                return
+            except OSError as exc:
+                self._slots.release_on_behalf_of(slot)
+                log.error("accept on %s failed: %s", bound.address, exc)
+                await anyio.sleep(ACCEPT_ERROR_PAUSE)
+                continue
+            except BaseException:
+                self._slots.release_on_behalf_of(slot)
+                raise
+            tasks.start_soon(self._run, stream, describe_peer(stream), slot)
+
+    async def _run(self, stream: ByteStream, peer: str, slot: object) -> None:
+        try:
+            await self.handle(stream)
+        except Exception:
+            log.exception("metrics client %s: unexpected error", peer)
+        finally:
+            self._slots.release_on_behalf_of(slot)
+            with anyio.CancelScope(shield=True):
+                try:
+                    await stream.aclose()
+                except Exception as exc:
+                    log.debug("metrics client %s: close failed: %s", peer, exc)
+
+    async def handle(self, stream: ByteStream) -> None:
+        """Read one request from stream and send its response; never reads a body."""
+        response: bytes | None = None
+        with anyio.move_on_after(READ_TIMEOUT):
+            try:
+                head = await _read_head(stream)
+            except BadRequest as exc:
+                response = _plain(exc.status)
+            else:
+                if head is None:
+                    return
+                response = await self._respond(head)
+        if response is None:
+            response = _plain(408)
+        with anyio.move_on_after(WRITE_TIMEOUT):
+            try:
+                await stream.send(response)
+            except _CLOSED:
+                return
+
+    async def _respond(self, head: bytes) -> bytes:
+        try:
+            method, path = parse_request_line(head)
+        except BadRequest as exc:
+            return _plain(exc.status)
+        if path not in ("/metrics", "/healthz"):
+            return _plain(404)
+        if method != b"GET":
+            return _plain(405, allow="GET")
+        if path == "/metrics":
+            return render_response(
+                200, generate_latest(self._metrics.registry), CONTENT_TYPE_LATEST
+            )
+        status, body = health_body(await self._health())
+        return render_response(status, body, "application/json")
+
+
+async def _read_head(stream: ByteStream) -> bytes | None:
+    """Return the request head up to its blank line, None if the client left first.
+
+    Raises BadRequest(431) past MAX_HEAD_BYTES: memory stays bounded whatever is sent.
+    """
+    head = bytearray()
+    while True:
+        try:
+            chunk = await stream.receive(RECEIVE_SIZE)
+        except _CLOSED:
+            return None
+        # Only the new bytes and the 3 before them can complete the terminator.
+        start = max(0, len(head) - 3)
+        head += chunk
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            return bytes(head[:end])
+        if len(head) > MAX_HEAD_BYTES:
+            raise BadRequest(431)
+
+
+def _plain(status: int, *, allow: str = "") -> bytes:
+    return render_response(
+        status, f"{_REASONS[status]}\n".encode(), "text/plain; charset=utf-8", allow=allow
+    )

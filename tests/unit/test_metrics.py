@@ -1,0 +1,262 @@
+"""The metrics registry: what each recorder counts, read back through the text exposition."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sockmapd import __version__
+from sockmapd.backends import create_engines
+from sockmapd.backends.connectors import DatabaseUnavailable
+from sockmapd.config import DatabaseConfig, MapConfig, parse_config
+from sockmapd.lookup import build_router
+from sockmapd.lookup.maps import MapLookup
+from sockmapd.metrics import UNKNOWN_MAP, Metrics, database_error_kind
+from sockmapd.protocol import Reply, Status
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def scrape(metrics: Metrics) -> dict[tuple[str, Labels], float]:
+    """Return every sample of the exposition by (name, sorted labels)."""
+    text = generate_latest(metrics.registry).decode()
+    samples: dict[tuple[str, Labels], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return scrape(metrics).get((name, tuple(sorted(labels.items()))))
+
+
+CONFIG = """
+[databases.main]
+url = "sqlite+aiosqlite:///{db}"
+
+[maps.users]
+database = "main"
+table = "users"
+key = "address"
+cache_ttl = 60.0
+
+[maps.plain]
+database = "main"
+table = "users"
+key = "address"
+"""
+
+
+def router_for(tmp_path: Path, metrics: Metrics) -> Any:
+    config = parse_config(CONFIG.format(db=tmp_path / "unused.sqlite3"))
+    engines = create_engines(config.databases)
+    router = build_router(config, engines, metrics)
+    return router, engines
+
+
+def test_requests_are_counted_by_map_and_status(tmp_path: Path) -> None:
+    metrics = Metrics()
+    router, _ = router_for(tmp_path, metrics)
+    metrics.serve(router)
+    metrics.request("users", Status.OK, 0.001)
+    metrics.request("users", Status.OK, 0.002)
+    metrics.request("users", Status.NOTFOUND, 0.003)
+    metrics.request("plain", Status.TIMEOUT, 2.0)
+    assert value(metrics, "sockmapd_requests_total", map="users", result="OK") == 2
+    assert value(metrics, "sockmapd_requests_total", map="users", result="NOTFOUND") == 1
+    assert value(metrics, "sockmapd_requests_total", map="users", result="TEMP") == 0
+    assert value(metrics, "sockmapd_requests_total", map="plain", result="TIMEOUT") == 1
+    assert value(metrics, "sockmapd_request_duration_seconds_count", map="users") == 3
+    assert value(metrics, "sockmapd_request_duration_seconds_sum", map="users") == pytest.approx(
+        0.006
+    )
+    assert value(metrics, "sockmapd_request_duration_seconds_bucket", map="plain", le="2.5") == 1
+    assert value(metrics, "sockmapd_request_duration_seconds_bucket", map="plain", le="1.0") == 0
+
+
+def test_every_status_of_a_configured_map_is_exported_from_the_start(tmp_path: Path) -> None:
+    metrics = Metrics()
+    router, _ = router_for(tmp_path, metrics)
+    metrics.serve(router)
+    for status in Status:
+        assert value(metrics, "sockmapd_requests_total", map="plain", result=status.value) == 0
+
+
+@pytest.mark.parametrize("name", [None, "nosuchmap", "x" * 10_000])
+def test_maps_not_configured_share_one_label(tmp_path: Path, name: str | None) -> None:
+    metrics = Metrics()
+    router, _ = router_for(tmp_path, metrics)
+    metrics.serve(router)
+    metrics.request(name, Status.PERM, 0.0)
+    metrics.request("another", Status.TEMP, 0.0)
+    samples = scrape(metrics)
+    maps = {dict(labels).get("map") for (_, labels) in samples} - {None}
+    assert maps == {"users", "plain", UNKNOWN_MAP}
+    assert value(metrics, "sockmapd_requests_total", map=UNKNOWN_MAP, result="PERM") == 1
+    assert value(metrics, "sockmapd_requests_total", map=UNKNOWN_MAP, result="TEMP") == 1
+
+
+def test_protocol_errors_are_counted_by_kind() -> None:
+    metrics = Metrics()
+    metrics.protocol_error("invalid_length")
+    metrics.protocol_error("invalid_length")
+    metrics.protocol_error("malformed_request")
+    assert value(metrics, "sockmapd_protocol_errors_total", kind="invalid_length") == 2
+    assert value(metrics, "sockmapd_protocol_errors_total", kind="malformed_request") == 1
+
+
+def test_connections_are_counted_per_listener() -> None:
+    metrics = Metrics()
+    first = metrics.listener("tcp://127.0.0.1:2224")
+    second = metrics.listener("unix:///run/sockmapd.sock")
+    first.opened()
+    first.opened()
+    second.opened()
+    first.closed()
+    assert value(metrics, "sockmapd_connections_total", listener="tcp://127.0.0.1:2224") == 2
+    assert value(metrics, "sockmapd_connections_active", listener="tcp://127.0.0.1:2224") == 1
+    assert value(metrics, "sockmapd_connections_active", listener="unix:///run/sockmapd.sock") == 1
+
+
+def test_reloads_are_counted_and_timed() -> None:
+    now = [1000.0]
+    metrics = Metrics(clock=lambda: now[0])
+    assert value(metrics, "sockmapd_last_reload_success_timestamp_seconds") == 1000.0
+    now[0] = 2000.0
+    metrics.reloaded(False)
+    assert value(metrics, "sockmapd_reloads_total", result="failed") == 1
+    assert value(metrics, "sockmapd_last_reload_success_timestamp_seconds") == 1000.0
+    metrics.reloaded(True)
+    assert value(metrics, "sockmapd_reloads_total", result="ok") == 1
+    assert value(metrics, "sockmapd_last_reload_success_timestamp_seconds") == 2000.0
+
+
+def test_build_info_names_the_versions() -> None:
+    labels = (("python", platform.python_version()), ("version", __version__))
+    assert scrape(Metrics())[("sockmapd_build_info", labels)] == 1
+
+
+def test_cache_figures_are_read_at_scrape_time_and_survive_a_reload(tmp_path: Path) -> None:
+    metrics = Metrics()
+    router, engines = router_for(tmp_path, metrics)
+    metrics.serve(router)
+    state = [(router, engines)]
+    metrics.watch(lambda: state[0])
+    cache = router._maps["users"].cache
+    cache.get("a")
+    cache.put("a", Reply.ok("v"))
+    cache.get("a")
+    cache.get("a")
+    assert value(metrics, "sockmapd_cache_hits_total", map="users") == 2
+    assert value(metrics, "sockmapd_cache_misses_total", map="users") == 1
+    assert value(metrics, "sockmapd_cache_entries", map="users") == 1
+    # A map without a cache exports no cache series.
+    assert value(metrics, "sockmapd_cache_hits_total", map="plain") is None
+
+    new_router, new_engines = router_for(tmp_path, metrics)
+    metrics.serve(new_router)
+    metrics.retire(router)
+    state[0] = (new_router, new_engines)
+    new_router._maps["users"].cache.get("b")
+    assert value(metrics, "sockmapd_cache_hits_total", map="users") == 2
+    assert value(metrics, "sockmapd_cache_misses_total", map="users") == 2
+    assert value(metrics, "sockmapd_cache_entries", map="users") == 0
+
+
+def test_request_counters_survive_a_reload(tmp_path: Path) -> None:
+    metrics = Metrics()
+    router, _ = router_for(tmp_path, metrics)
+    metrics.serve(router)
+    metrics.request("users", Status.OK, 0.0)
+    new_router, _ = router_for(tmp_path, metrics)
+    metrics.serve(new_router)
+    metrics.request("users", Status.OK, 0.0)
+    assert value(metrics, "sockmapd_requests_total", map="users", result="OK") == 2
+
+
+def test_pool_figures_are_read_at_scrape_time(tmp_path: Path) -> None:
+    metrics = Metrics()
+    router, engines = router_for(tmp_path, metrics)
+    metrics.watch(lambda: (router, engines))
+    assert value(metrics, "sockmapd_pool_connections_in_use", database="main") == 0
+    assert value(metrics, "sockmapd_pool_overflow_connections", database="main") == 0
+    assert value(metrics, "sockmapd_pool_size", database="main") == 5
+
+    async def hold_one() -> tuple[float | None, float | None]:
+        async with engines["main"].connect():
+            return (
+                value(metrics, "sockmapd_pool_connections_in_use", database="main"),
+                value(metrics, "sockmapd_pool_overflow_connections", database="main"),
+            )
+
+    assert asyncio.run(hold_one()) == (1, 0)
+    asyncio.run(engines.dispose())
+
+
+def db_error(*, invalidated: bool = False) -> DBAPIError:
+    return OperationalError("SELECT", {}, Exception("down"), connection_invalidated=invalidated)
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (DatabaseUnavailable("no usable host"), "unavailable"),
+        (PoolTimeout("QueuePool limit"), "pool_timeout"),
+        (TimeoutError(), "timeout"),
+        (db_error(invalidated=True), "lost_connection"),
+        (ConnectionResetError(), "lost_connection"),
+        (EOFError(), "lost_connection"),
+        (db_error(), "query_error"),
+    ],
+)
+def test_database_errors_are_classified(exc: BaseException, kind: str) -> None:
+    assert database_error_kind(exc) == kind
+
+
+class FailingLookup(MapLookup):
+    """A map whose every query raises the failures given, one per attempt."""
+
+    def __init__(self, failures: list[BaseException], metrics: Metrics) -> None:
+        config = MapConfig(database="db", table="t", key="k")
+        database = DatabaseConfig(url="sqlite+aiosqlite:///unused.sqlite3")
+        errors = metrics.database_errors("db")
+        super().__init__("m", config, cast(AsyncEngine, None), database, errors=errors)
+        self.failures = failures
+
+    async def _fetch(self, params: dict[str, str]) -> Sequence[Row[Any]]:
+        raise self.failures.pop(0)
+
+
+@pytest.mark.parametrize(
+    ("failures", "counted"),
+    [
+        ([TimeoutError()], {"timeout": 1}),
+        ([db_error()], {"query_error": 1}),
+        ([DatabaseUnavailable("x")], {"unavailable": 1}),
+        # A lost connection is tried once more; the second failure is counted too.
+        ([db_error(invalidated=True), db_error()], {"lost_connection": 1, "query_error": 1}),
+        ([db_error(invalidated=True), TimeoutError()], {"lost_connection": 1, "timeout": 1}),
+    ],
+)
+def test_a_map_counts_its_database_failures(
+    failures: list[BaseException], counted: dict[str, int]
+) -> None:
+    metrics = Metrics()
+    lookup = FailingLookup(failures, metrics)
+    reply = asyncio.run(lookup.lookup("k"))
+    assert reply.status in (Status.TEMP, Status.TIMEOUT)
+    for kind in ("timeout", "lost_connection", "unavailable", "pool_timeout", "query_error"):
+        got = value(metrics, "sockmapd_database_errors_total", database="db", kind=kind)
+        assert got == counted.get(kind, 0), kind
