@@ -53,10 +53,18 @@ SCheck_recipient=90
 R$+\t\t$: $(recipient $1 $: <NOTFOUND> $)
 SCheck_exact=91
 R$+\t\t$: $(exact $1 $: <NOTFOUND> $)
+
+# The ruleset of docs/sendmail.md: reject listed senders, defer when the lookup fails.
 SCheck_sender=92
-R$+\t\t$: $(blacklist $1 $: OK $)
+R$+\t\t\t$: $(blacklist $1 $: <NOTFOUND> $)
+R<NOTFOUND>\t\t$@ OK
+R$* <TMPF>\t\t$#error $@ 4.3.0 $: "451 Temporary lookup failure"
+RREJECT $*\t\t$#error $@ 5.7.1 $: "550 " $1
+R$*\t\t\t$@ OK
 SCheck_broken=93
-R$+\t\t$: $(broken $1 $: <NOTFOUND> $)
+R$+\t\t\t$: $(broken $1 $: <NOTFOUND> $)
+R<NOTFOUND>\t\t$@ OK
+R$* <TMPF>\t\t$#error $@ 4.3.0 $: "451 Temporary lookup failure"
 """
 
 
@@ -163,7 +171,7 @@ def test_rulesets_use_the_answers(sendmail_daemon: Daemon, tmp_path: Path) -> No
             "Check_recipient Alice@Example.COM",
             "Check_recipient nobody@example.com",
             "Check_exact Alice@Example.COM",
-            "Check_sender hello@buydirect4u.co.uk",
+            "Check_sender Hello@BuyDirect4U.co.uk",
             "Check_sender friend@example.net",
             "Check_broken anything",
         ],
@@ -174,9 +182,9 @@ def test_rulesets_use_the_answers(sendmail_daemon: Daemon, tmp_path: Path) -> No
         "alice @ example . com",
         "< NOTFOUND >",
         "< NOTFOUND >",
-        "REJECT Sender identified as spammer",
+        '$# error $@ 5 . 7 . 1 $: "550 " Sender identified as spammer',
         "OK",
-        # The -T<TMPF> token is appended to the key, and the ruleset reports status 75.
-        "anything < TMPF >",
+        # TEMP: the -T<TMPF> token is appended to the key, and the ruleset defers.
+        '$# error $@ 4 . 3 . 0 $: "451 Temporary lookup failure"',
     ], output
     assert "== Ruleset Check_broken (93) status 75" in lines, output
