@@ -210,8 +210,12 @@ DESCRIPTIONS: dict[str, str] = {
         "(like Postfix's SQL tables)."
     ),
     "databases.target_session_attrs": (
-        "PostgreSQL only: accept a host only in this role, as libpq's option of that name; "
-        "`prefer-standby` uses a primary when no standby is reachable."
+        "PostgreSQL only: accept a host only in this role, as libpq's option of that name: "
+        "`primary` and `standby` by `pg_is_in_recovery()`; `prefer-standby` uses a primary "
+        "when no standby is reachable. `read-write` and `read-only` also count a session "
+        "with `default_transaction_read_only = on` as read-only, and sockmapd sets that for "
+        "its own sessions: `read-write` therefore refuses every server and `read-only` "
+        "accepts a primary; use `primary` or `standby` instead."
     ),
     "maps.database": "A name defined under `[databases]`.",
     "maps.table": ("Table form: table or view, optionally `schema.table`. A plain SQL identifier."),
