@@ -20,6 +20,8 @@ PASSTHROUGH = (
     "SOCKMAPD_TEST_PG_URL",
     "SOCKMAPD_REQUIRE_DB",
     "SOCKMAPD_REQUIRE_POSTFIX",
+    "SOCKMAPD_REQUIRE_SENDMAIL",
+    "SOCKMAPD_SENDMAIL",
 )
 
 
@@ -44,7 +46,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def integration(session: nox.Session) -> None:
-    """Run the tests against real sockets, databases and Postfix."""
+    """Run the tests against real sockets, databases, Postfix and Sendmail."""
     session.install("-e", ".[all,dev]")
     session.run("pytest", "tests/integration", *session.posargs)
 

@@ -1,4 +1,4 @@
-"""Command line: build the config, then serve, check, query or convert."""
+"""Command line: build the config, then serve, check, query, convert or document it."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from sockmapd.config.postfix_import import (
     import_postfix,
     split_table_argument,
 )
+from sockmapd.config.reference import REGENERATE_COMMAND, render_reference
 from sockmapd.logs import configure_logging
 
 DEFAULT_CONFIG = Path("/etc/sockmapd/sockmapd.toml")
@@ -136,6 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
+    config_tools.add_parser(
+        "reference",
+        help="print the configuration reference (every option) as Markdown",
+        description="Print the configuration reference, generated from the config models: "
+        f"{REGENERATE_COMMAND} updates the documentation.",
+    )
     postfix = config_tools.add_parser(
         "import-postfix",
         help="print a config made from Postfix mysql:, pgsql: and sqlite: table files",
@@ -172,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "config":
         if args.config_command == "import-postfix":
             return _import_postfix(args)
+        if args.config_command == "reference":
+            sys.stdout.write(render_reference())
+            return EXIT_OK
         return _convert(args)
     if args.connect and not args.check_config:
         print("sockmapd: --connect only goes with --check-config", file=sys.stderr)
