@@ -124,7 +124,41 @@ DESCRIPTIONS: dict[str, str] = {
         "At `info`, one line per request: client, map, key, result and duration in ms. The "
         "key `KEEPALIVE` (health probes) is answered but never logged."
     ),
-    "log.file": "Log file. It is reopened when it has been moved away (logrotate).",
+    "log.file": (
+        'Log file; setting it alone selects `target = "file"` (the legacy `logfile`). '
+        "It is reopened when it has been moved away, on `SIGUSR1` and on every reload "
+        "(logrotate without copytruncate)."
+    ),
+    "log.format": (
+        "`text`: one `key=value` line per request, close to Postfix's style; `json`: one "
+        "JSON object per line (`ts`, `level`, `logger`, `msg`, and for requests `client`, "
+        "`map`, `key`, `result`, `ms`)."
+    ),
+    "log.target": (
+        "Where the log goes: `stderr`, `file` (needs `file`) or `syslog` "
+        "(`syslog_facility`, `syslog_address`)."
+    ),
+    "log.syslog_facility": 'Syslog facility of every message when `target = "syslog"`.',
+    "log.syslog_address": (
+        "Syslog socket: an absolute unix socket path, or `HOST:PORT` for UDP. A unix "
+        "socket that nobody answers on stops the start."
+    ),
+    "log.log_keys": (
+        "`false` writes `h:` and 12 hex digits of a salted HMAC-SHA256 in place of every "
+        "key, for sites that must not log addresses. The same key gives the same hash "
+        "while the salt stays the same."
+    ),
+    "log.key_salt_file": (
+        "File of 16 to 65536 secret bytes used as the hash salt with `log_keys = false`, "
+        "so hashes stay comparable across restarts. Without it the salt is random for "
+        "each process (kept across reloads)."
+    ),
+    "metrics.listen": (
+        "Address of the Prometheus metrics and health listener (`GET /metrics`, "
+        "`GET /healthz`), e.g. `tcp://127.0.0.1:9224` or `unix:///run/sockmapd/metrics.sock`. "
+        "Off when unset. It has no access list: bind it to loopback or a management "
+        "network. A change takes effect at restart, not on reload."
+    ),
     "databases.url": (
         "`sqlite+aiosqlite:///file.db`, `mysql+asyncmy://user@host:3306/name`, "
         "`postgresql+asyncpg://user@host:5432/name`. The plain forms `sqlite://`, "
@@ -323,7 +357,8 @@ UNSET_MEANS: dict[str, str] = {
     "server.unix_owner": "the user that binds it",
     "server.unix_group": "that user's group",
     "server.run_as_group": "the user's group",
-    "log.file": "stderr",
+    "log.file": "none",
+    "metrics.listen": "off",
     "databases.port": "driver default",
     "databases.tls_ca_file": "system CAs",
     "databases.target_session_attrs": "any",
