@@ -21,11 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.exc import TimeoutError as EnginePoolTimeout
 
 from sockmapd import __version__
 from sockmapd.backends.connectors import DatabaseUnavailable
+from sockmapd.backends.drivers import is_lost_connection
+from sockmapd.backends.pool import PoolTimeout
 from sockmapd.protocol import Status
 
 if TYPE_CHECKING:
@@ -98,13 +99,13 @@ def database_error_kind(exc: BaseException) -> str:
     """Return the kind label of a database failure: one of DATABASE_ERROR_KINDS."""
     if isinstance(exc, DatabaseUnavailable):
         return "unavailable"
-    if isinstance(exc, PoolTimeout):
+    if isinstance(exc, PoolTimeout | EnginePoolTimeout):
         return "pool_timeout"
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return "lost_connection"
-    if isinstance(exc, OSError | EOFError):
+    if is_lost_connection(exc):
         return "lost_connection"
     return "query_error"
 
@@ -314,15 +315,13 @@ def _pool_families(engines: Engines) -> Iterator[Metric]:
     size = GaugeMetricFamily(
         "sockmapd_pool_size", "The pool_size of each database.", labels=["database"]
     )
-    for name, engine in engines.items():
-        pool = engine.pool
-        if not isinstance(pool, QueuePool):
-            # SQLite in memory and other special pools have no such figures.
+    for name, _engine in engines.items():
+        pool = engines.pool(name)
+        if pool is None:
             continue
-        in_use.add_metric([name], pool.checkedout())
-        # QueuePool counts from -pool_size up: negative means the pool is not full yet.
-        overflow.add_metric([name], max(0, pool.overflow()))
-        size.add_metric([name], pool.size())
+        in_use.add_metric([name], pool.in_use)
+        overflow.add_metric([name], pool.overflow)
+        size.add_metric([name], pool.size)
     yield in_use
     yield overflow
     yield size

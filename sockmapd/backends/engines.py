@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sockmapd.backends.connectors import Connector
+from sockmapd.backends.drivers import (
+    Driver,
+    MysqlDriver,
+    PostgresDriver,
+    SqliteDriver,
+    driver_errors,
+)
+from sockmapd.backends.pool import DriverPool, PoolTimeout
 from sockmapd.config import DatabaseConfig
 
 log = logging.getLogger(__name__)
@@ -23,7 +31,14 @@ POOL_RECYCLE = 1800
 # Errors that mean "the database did not answer correctly". Drivers raise some of
 # them without SQLAlchemy's wrapping (asyncmy and asyncpg raise OSError subclasses
 # and their own exceptions on a dropped socket), so the lookup layer catches all.
-DatabaseError: tuple[type[Exception], ...] = (SQLAlchemyError, OSError, TimeoutError, EOFError)
+DatabaseError: tuple[type[BaseException], ...] = (
+    SQLAlchemyError,
+    OSError,
+    TimeoutError,
+    EOFError,
+    PoolTimeout,
+    *driver_errors(),
+)
 
 
 class DatabaseSetupError(Exception):
@@ -31,21 +46,40 @@ class DatabaseSetupError(Exception):
 
 
 class Engines:
-    """The engines of one loaded config, keyed by database name."""
+    """The engines of one loaded config, keyed by database name, with their lookup pools.
 
-    def __init__(self, engines: Mapping[str, AsyncEngine]) -> None:
+    The engine compiles each map's statement for its dialect and serves schema
+    checks; lookups run on the pool's raw driver connections, opened by the same
+    connector (hosts, failover, TLS, read-only sessions).
+    """
+
+    def __init__(
+        self,
+        engines: Mapping[str, AsyncEngine],
+        pools: Mapping[str, DriverPool] | None = None,
+    ) -> None:
         self._engines = dict(engines)
+        self._pools = dict(pools or {})
 
     def __getitem__(self, name: str) -> AsyncEngine:
         """Return the engine of database name."""
         return self._engines[name]
+
+    def pool(self, name: str) -> DriverPool | None:
+        """Return the lookup pool of database name, or None if lookups use the engine."""
+        return self._pools.get(name)
 
     def items(self) -> list[tuple[str, AsyncEngine]]:
         """Return (name, engine) pairs."""
         return list(self._engines.items())
 
     async def dispose(self) -> None:
-        """Close every pooled connection of every engine."""
+        """Close every pooled connection of every engine and lookup pool."""
+        for name, pool in self._pools.items():
+            try:
+                await pool.dispose()
+            except Exception:
+                log.exception("closing the lookup connections of database %s failed", name)
         for name, engine in self._engines.items():
             try:
                 await engine.dispose()
@@ -55,10 +89,16 @@ class Engines:
 
 def create_engines(databases: Mapping[str, DatabaseConfig]) -> Engines:
     """Create one engine per database; no connection is opened here."""
-    return Engines({name: _create_engine(name, db) for name, db in databases.items()})
+    engines: dict[str, AsyncEngine] = {}
+    pools: dict[str, DriverPool] = {}
+    for name, db in databases.items():
+        engine, pool = _create_engine(name, db)
+        engines[name] = engine
+        pools[name] = pool
+    return Engines(engines, pools)
 
 
-def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
+def _create_engine(name: str, db: DatabaseConfig) -> tuple[AsyncEngine, DriverPool]:
     url = db.sqlalchemy_url()
     # Lookups are single read-only statements: AUTOCOMMIT spares the
     # BEGIN/ROLLBACK round trips a transaction per lookup would cost.
@@ -68,8 +108,11 @@ def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
         _prepare_sqlite(name, url, db.init_sql)
         engine = create_async_engine(url, isolation_level="AUTOCOMMIT", hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_read_only)
-        return engine
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        sqlite = SqliteDriver(args, kwargs)
+        return engine, _lookup_pool(name, db, sqlite, sqlite.connect)
     connector = Connector(name, db)
+    driver: Driver = PostgresDriver() if db.dialect == "postgresql" else MysqlDriver()
     return create_async_engine(
         URL.create(url.drivername),
         async_creator=connector,
@@ -83,6 +126,22 @@ def _create_engine(name: str, db: DatabaseConfig) -> AsyncEngine:
         # Servers drop idle connections (MySQL's wait_timeout, firewalls); renew
         # them before that rather than discover it on a lookup.
         pool_recycle=POOL_RECYCLE,
+    ), _lookup_pool(name, db, driver, connector)
+
+
+def _lookup_pool(
+    name: str, db: DatabaseConfig, driver: Driver, connect: Callable[[], Awaitable[Any]]
+) -> DriverPool:
+    return DriverPool(
+        name,
+        driver,
+        connect,
+        size=db.pool_size,
+        overflow=db.max_overflow,
+        # Waiting longer than a query may take for a connection means the
+        # database is overloaded: answer TEMP rather than queue without bound.
+        wait_timeout=db.query_timeout,
+        recycle=POOL_RECYCLE,
     )
 
 

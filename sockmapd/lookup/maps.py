@@ -7,16 +7,18 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import String, bindparam, text
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
 
 from sockmapd.backends import DatabaseError
 from sockmapd.backends.connectors import DatabaseUnavailable
+from sockmapd.backends.drivers import PreparedLookup, driver_errors, is_lost_connection
+from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig, MapConfig
 from sockmapd.config.expansions import (
     RESULT_CODES,
@@ -56,6 +58,8 @@ class MapLookup:
         "_first_column_only",
         "_flights",
         "_formatter",
+        "_pool",
+        "_prepared",
         "_query_timeout",
         "_reason_column",
         "_search",
@@ -77,6 +81,7 @@ class MapLookup:
         *,
         clock: Callable[[], float] = time.monotonic,
         errors: DatabaseErrors | None = None,
+        pool: DriverPool | None = None,
     ) -> None:
         self.name = name
         self.database = config.database
@@ -92,6 +97,14 @@ class MapLookup:
         else:
             self._codes = ("s",)
             self._statement = build_statement(config)
+        # With a pool, lookups send the SQL compiled here for the database's
+        # dialect straight to the driver; the key stays a bound parameter.
+        self._pool = pool
+        self._prepared = (
+            PreparedLookup(cast(ClauseElement, self._statement), engine.dialect)
+            if pool is not None
+            else None
+        )
         self._reason_column = config.reason is not None
         self._formatter = (
             ResultFormatter(parse_template(config.result_format, RESULT_CODES))
@@ -264,7 +277,27 @@ class MapLookup:
             first_column_only=self._first_column_only,
         )
 
-    async def _fetch(self, params: dict[str, str]) -> Sequence[Row[Any]]:
+    async def _fetch(self, params: dict[str, str]) -> Sequence[Sequence[object]]:
+        pool = self._pool
+        if pool is None:
+            return await self._fetch_with_engine(params)
+        assert self._prepared is not None
+        prepared = self._prepared
+        lease = await pool.acquire()
+        broken = False
+        try:
+            async with asyncio.timeout(self._query_timeout):
+                return await pool.driver.fetch(lease.conn, prepared.sql, prepared.arguments(params))
+        except BaseException as exc:
+            # A query the server refused leaves the connection as good as it was;
+            # anything else (timeout, cancel, a broken socket, the unknown) may
+            # have left it mid-query, so it is closed, never reused.
+            broken = pool.driver.is_lost(exc) or not isinstance(exc, _DRIVER_ERRORS)
+            raise
+        finally:
+            pool.release(lease, broken=broken)
+
+    async def _fetch_with_engine(self, params: dict[str, str]) -> Sequence[Row[Any]]:
         async with self._engine.connect() as conn:
             try:
                 async with asyncio.timeout(self._query_timeout):
@@ -277,13 +310,16 @@ class MapLookup:
                 raise
 
 
+_DRIVER_ERRORS = driver_errors()
+
+
 def _lost_connection(exc: BaseException) -> bool:
     """Return True for errors that mean the connection broke, not that the query failed."""
     if isinstance(exc, DatabaseUnavailable):
         return False
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError | EOFError)
+    return is_lost_connection(exc)
 
 
 def _one_line(exc: BaseException) -> str:

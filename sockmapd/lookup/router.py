@@ -53,6 +53,7 @@ def build_router(config: Config, engines: Engines, metrics: Metrics | None = Non
                 engines[map_config.database],
                 config.databases[map_config.database],
                 errors=None if metrics is None else metrics.database_errors(map_config.database),
+                pool=engines.pool(map_config.database),
             )
             for name, map_config in config.maps.items()
         }

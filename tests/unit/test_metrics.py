@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sockmapd import __version__
 from sockmapd.backends import create_engines
 from sockmapd.backends.connectors import DatabaseUnavailable
+from sockmapd.backends.pool import PoolTimeout as LookupPoolTimeout
 from sockmapd.config import DatabaseConfig, MapConfig, parse_config
 from sockmapd.lookup import build_router
 from sockmapd.lookup.maps import MapLookup
@@ -192,14 +193,19 @@ def test_pool_figures_are_read_at_scrape_time(tmp_path: Path) -> None:
     metrics.watch(lambda: (router, engines))
     assert value(metrics, "sockmapd_pool_connections_in_use", database="main") == 0
     assert value(metrics, "sockmapd_pool_overflow_connections", database="main") == 0
-    assert value(metrics, "sockmapd_pool_size", database="main") == 5
+    assert value(metrics, "sockmapd_pool_size", database="main") == 10
 
     async def hold_one() -> tuple[float | None, float | None]:
-        async with engines["main"].connect():
+        pool = engines.pool("main")
+        assert pool is not None
+        lease = await pool.acquire()
+        try:
             return (
                 value(metrics, "sockmapd_pool_connections_in_use", database="main"),
                 value(metrics, "sockmapd_pool_overflow_connections", database="main"),
             )
+        finally:
+            pool.release(lease)
 
     assert asyncio.run(hold_one()) == (1, 0)
     asyncio.run(engines.dispose())
@@ -214,6 +220,7 @@ def db_error(*, invalidated: bool = False) -> DBAPIError:
     [
         (DatabaseUnavailable("no usable host"), "unavailable"),
         (PoolTimeout("QueuePool limit"), "pool_timeout"),
+        (LookupPoolTimeout("no connection free"), "pool_timeout"),
         (TimeoutError(), "timeout"),
         (db_error(invalidated=True), "lost_connection"),
         (ConnectionResetError(), "lost_connection"),

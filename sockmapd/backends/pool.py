@@ -1,0 +1,230 @@
+"""A small, fair pool of raw driver connections for the lookup path.
+
+Lookups wait in arrival order: a connection given back goes straight to the
+longest waiter, so under load no client connection is starved by luckier ones.
+Waiting is bounded (wait_timeout), so an overloaded database turns into TEMP
+answers instead of an unbounded queue. A connection that broke, timed out in
+the middle of a query or outlived `recycle` seconds is closed, never reused; a
+broken one also retires every connection opened before it (after a database
+restart they are all dead, and finding that out one lookup at a time would
+fail lookups one at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sockmapd.backends.drivers import Driver
+
+log = logging.getLogger(__name__)
+
+
+class PoolTimeout(Exception):
+    """No database connection became free within the pool's wait limit.
+
+    Not a TimeoutError: the database is busy, which answers TEMP, while TIMEOUT
+    is kept for a query that ran too long.
+    """
+
+
+class PoolClosed(ConnectionError):
+    """The pool was disposed (the config it belongs to was replaced)."""
+
+
+class Lease:
+    """One checked-out connection; give it back with DriverPool.release."""
+
+    __slots__ = ("born", "conn")
+
+    def __init__(self, conn: Any, born: float) -> None:
+        self.conn = conn
+        self.born = born
+
+
+class DriverPool:
+    """Up to size + overflow connections of one database, handed out first come, first served."""
+
+    def __init__(
+        self,
+        name: str,
+        driver: Driver,
+        connect: Callable[[], Awaitable[Any]],
+        *,
+        size: int,
+        overflow: int,
+        wait_timeout: float,
+        recycle: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.driver = driver
+        self._connect = connect
+        self._size = size
+        self._limit = size + overflow
+        self._wait_timeout = wait_timeout
+        self._recycle = recycle
+        self._clock = clock
+        self._idle: deque[Lease] = deque()
+        # A waiter's future gets a Lease, or None: "a slot is yours, open a connection".
+        self._waiters: deque[asyncio.Future[Lease | None]] = deque()
+        # Connections open, being opened, or reserved for a waiter to open.
+        self._open = 0
+        self._in_use = 0
+        self._retired_before = float("-inf")
+        self._closing: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        """Return the number of connections kept open when idle (pool_size)."""
+        return self._size
+
+    @property
+    def in_use(self) -> int:
+        """Return how many connections are checked out now."""
+        return self._in_use
+
+    @property
+    def overflow(self) -> int:
+        """Return how many connections are open beyond size now."""
+        return max(0, self._open - self._size)
+
+    async def acquire(self) -> Lease:
+        """Return a connection; raise PoolTimeout, PoolClosed or the connect error."""
+        if self._closed:
+            raise PoolClosed(f"database {self.name}: the pool is closed")
+        idle = self._idle
+        while idle:
+            lease = idle.pop()
+            if self._usable(lease):
+                self._in_use += 1
+                return lease
+            self._discard(lease)
+        if self._open < self._limit:
+            self._open += 1
+            return await self._open_reserved()
+        return await self._wait()
+
+    def release(self, lease: Lease, *, broken: bool = False) -> None:
+        """Give a connection back; a broken one is closed (and retires older ones)."""
+        self._in_use -= 1
+        if broken:
+            # Connections opened before this one broke are suspect: after a
+            # database restart or failover they are all dead.
+            self._retired_before = max(self._retired_before, lease.born)
+            self._discard(lease)
+            self._pass_slot()
+            return
+        if self._closed or not self._usable(lease):
+            self._discard(lease)
+            self._pass_slot()
+            return
+        if self._hand_over(lease):
+            return
+        if self._open > self._size:
+            # An overflow connection nobody waits for: do not keep it.
+            self._discard(lease)
+            return
+        self._idle.append(lease)
+
+    async def dispose(self) -> None:
+        """Close every idle connection now and every busy one when it comes back."""
+        self._closed = True
+        while self._idle:
+            self._discard(self._idle.pop())
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(PoolClosed(f"database {self.name}: the pool is closed"))
+        if self._closing:
+            await asyncio.wait(list(self._closing), timeout=2.0)
+
+    def _usable(self, lease: Lease) -> bool:
+        return lease.born > self._retired_before and self._clock() - lease.born < self._recycle
+
+    async def _open_reserved(self) -> Lease:
+        """Open a connection in a slot already counted in _open."""
+        try:
+            conn = await self._connect()
+        except BaseException:
+            self._open -= 1
+            self._pass_slot()
+            raise
+        if self._closed:
+            self._open -= 1
+            self._close_later(self.driver.close(conn))
+            raise PoolClosed(f"database {self.name}: the pool is closed")
+        self._in_use += 1
+        return Lease(conn, self._clock())
+
+    async def _wait(self) -> Lease:
+        waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self._wait_timeout):
+                lease = await waiter
+        except TimeoutError:
+            self._give_back(waiter)
+            raise PoolTimeout(
+                f"database {self.name}: no connection free within {self._wait_timeout:g}s "
+                f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
+            ) from None
+        except BaseException:
+            self._give_back(waiter)
+            raise
+        if lease is None:
+            return await self._open_reserved()
+        self._in_use += 1
+        return lease
+
+    def _give_back(self, waiter: asyncio.Future[Lease | None]) -> None:
+        """Undo a wait that ended without using what it was handed."""
+        if not waiter.done():
+            waiter.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+            return
+        if waiter.cancelled() or waiter.exception() is not None:
+            return
+        handed = waiter.result()
+        if handed is None:
+            self._open -= 1
+            self._pass_slot()
+        else:
+            # Counted as in use by release().
+            self._in_use += 1
+            self.release(handed)
+
+    def _hand_over(self, item: Lease | None) -> bool:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return True
+        return False
+
+    def _pass_slot(self) -> None:
+        """A connection closed: let the longest waiter open one in its place."""
+        if self._closed or self._open >= self._limit:
+            return
+        self._open += 1
+        if not self._hand_over(None):
+            self._open -= 1
+
+    def _discard(self, lease: Lease) -> None:
+        self._open -= 1
+        closing = self.driver.abort(lease.conn)
+        if closing is not None:
+            self._close_later(closing)
+
+    def _close_later(self, closing: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(closing)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
