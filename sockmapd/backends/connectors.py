@@ -18,6 +18,12 @@ from sockmapd.config import DatabaseConfig, Endpoint
 
 log = logging.getLogger(__name__)
 
+# libpq's read-write and read-only judge the server's default_transaction_read_only,
+# which a session's own startup setting would hide: those modes set it once the host
+# is accepted instead.
+_SERVER_READ_ONLY_MODES = frozenset({"read-write", "read-only"})
+_READ_ONLY_SESSION = "SET SESSION default_transaction_read_only = on"
+
 
 class DatabaseUnavailable(ConnectionError):
     """No host of a database could be connected to."""
@@ -46,6 +52,7 @@ class Connector:
         self._connect_one: DriverConnect = (
             self._connect_mysql if db.dialect == "mysql" else self._connect_postgresql
         )
+        self._read_only_at_startup = db.target_session_attrs not in _SERVER_READ_ONLY_MODES
 
     @property
     def hosts(self) -> HostList[Endpoint]:
@@ -81,7 +88,7 @@ class Connector:
             if self._db.dialect == "postgresql" and self._db.target_session_attrs:
                 try:
                     ok, acceptable = await asyncio.wait_for(
-                        self._pg_role(conn), timeout=self._db.connect_timeout
+                        self._pg_accept(conn), timeout=self._db.connect_timeout
                     )
                 except Exception as exc:
                     errors.append(f"{endpoint}: {_describe(exc, self._db.connect_timeout)}")
@@ -137,12 +144,24 @@ class Connector:
             database=db.database_name(),
             timeout=db.connect_timeout,
             ssl=self._tls if self._tls is not None else False,
-            # Lookups only read: a mistaken query can never write.
-            server_settings={
-                "application_name": "sockmapd",
-                "default_transaction_read_only": "on",
-            },
+            server_settings=self._pg_startup_settings,
         )
+
+    @property
+    def _pg_startup_settings(self) -> dict[str, str]:
+        settings = {"application_name": "sockmapd"}
+        if self._read_only_at_startup:
+            # Lookups only read: a mistaken query can never write. Without the
+            # setting here, _pg_accept applies it before the connection is used.
+            settings["default_transaction_read_only"] = "on"
+        return settings
+
+    async def _pg_accept(self, conn: Any) -> tuple[bool, bool]:
+        """Return _pg_role's verdict; a matching session is read-only when this returns."""
+        ok, acceptable = await self._pg_role(conn)
+        if ok and not self._read_only_at_startup:
+            await conn.execute(_READ_ONLY_SESSION)
+        return ok, acceptable
 
     async def _pg_role(self, conn: Any) -> tuple[bool, bool]:
         """Return (matches target_session_attrs, acceptable as prefer-standby fallback)."""

@@ -246,10 +246,11 @@ DESCRIPTIONS: dict[str, str] = {
     "databases.target_session_attrs": (
         "PostgreSQL only: accept a host only in this role, as libpq's option of that name: "
         "`primary` and `standby` by `pg_is_in_recovery()`; `prefer-standby` uses a primary "
-        "when no standby is reachable. `read-write` and `read-only` also count a session "
-        "with `default_transaction_read_only = on` as read-only, and sockmapd sets that for "
-        "its own sessions: `read-write` therefore refuses every server and `read-only` "
-        "accepts a primary; use `primary` or `standby` instead."
+        "when no standby is reachable. `read-write` and `read-only` count a standby, and "
+        "a server whose own `default_transaction_read_only` is `on` (for example set on "
+        "the database), as read-only. Every session is read-only whatever the mode; with "
+        "`read-write` and `read-only` sockmapd makes it so after the role check, which "
+        "costs one more statement per new connection."
     ),
     "maps.database": "A name defined under `[databases]`.",
     "maps.table": ("Table form: table or view, optionally `schema.table`. A plain SQL identifier."),

@@ -25,22 +25,30 @@ def database(**extra: Any) -> DatabaseConfig:
 
 
 class FakeConnection:
-    def __init__(self, host: str, *, standby: bool = False) -> None:
+    def __init__(self, host: str, *, standby: bool = False, read_only: bool = False) -> None:
         self.host = host
         self.standby = standby
+        self.read_only = read_only
+        self.executed: list[str] = []
         self.closed = False
 
     async def fetchval(self, sql: str) -> object:
         if "pg_is_in_recovery" in sql:
             return self.standby
-        return "off"
+        return "on" if self.read_only else "off"
+
+    async def execute(self, sql: str) -> str:
+        if self.host == "breaks":
+            raise ConnectionResetError(104, "Connection reset by peer")
+        self.executed.append(sql)
+        return "SET"
 
     async def close(self) -> None:
         self.closed = True
 
 
 def connector(db: DatabaseConfig, behaviour: dict[str, str]) -> tuple[Connector, list[str]]:
-    """Return a Connector whose driver does, per host: ok, standby, refuse or hang."""
+    """Return a Connector whose driver does, per host: ok, standby, read-only, refuse or hang."""
     tried: list[str] = []
     made = Connector("mail", db)
 
@@ -52,7 +60,9 @@ def connector(db: DatabaseConfig, behaviour: dict[str, str]) -> tuple[Connector,
             raise ConnectionRefusedError(111, "Connection refused")
         if action == "hang":
             await asyncio.sleep(3600)
-        return FakeConnection(endpoint.host, standby=action == "standby")
+        return FakeConnection(
+            endpoint.host, standby=action == "standby", read_only=action == "read-only"
+        )
 
     made._connect_one = connect  # type: ignore[assignment]
     return made, tried
@@ -126,3 +136,72 @@ def test_no_host_with_the_wanted_role_is_unavailable() -> None:
     made, _ = connector(database(target_session_attrs="standby"), {})
     with pytest.raises(DatabaseUnavailable, match="not standby"):
         run(made)
+
+
+@pytest.mark.parametrize(
+    ("attrs", "behaviour", "host"),
+    [
+        ("read-write", {"a": "standby", "b": "read-only"}, "c"),
+        ("read-only", {"a": "ok", "b": "read-only"}, "b"),
+        ("read-only", {"a": "ok", "b": "standby"}, "b"),
+    ],
+)
+def test_read_write_and_read_only_judge_the_server_then_make_the_session_read_only(
+    attrs: str, behaviour: dict[str, str], host: str
+) -> None:
+    made, _ = connector(database(target_session_attrs=attrs), behaviour)
+    conn = run(made)
+    assert conn.host == host
+    # The role check needs a session without sockmapd's own read-only setting, so the
+    # setting is applied once the host is accepted: lookups can never write.
+    assert conn.executed == ["SET SESSION default_transaction_read_only = on"]
+
+
+def test_a_session_that_cannot_be_made_read_only_is_closed_and_the_next_host_used() -> None:
+    made = Connector("mail", database(hosts=["breaks", "b"], target_session_attrs="read-write"))
+    opened: list[FakeConnection] = []
+
+    async def connect(endpoint: Endpoint) -> FakeConnection:
+        assert endpoint.host is not None
+        opened.append(FakeConnection(endpoint.host))
+        return opened[-1]
+
+    made._connect_one = connect  # type: ignore[assignment]
+    assert run(made).host == "b"
+    assert opened[0].closed
+
+
+@pytest.mark.parametrize(
+    ("attrs", "standby", "at_startup"),
+    [
+        (None, False, True),
+        ("any", False, True),
+        ("primary", False, True),
+        ("standby", True, True),
+        ("prefer-standby", True, True),
+        ("read-write", False, False),
+        ("read-only", True, False),
+    ],
+)
+def test_every_session_is_made_read_only_exactly_once(
+    attrs: str | None, standby: bool, at_startup: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncpg
+
+    settings: dict[str, str] = {}
+
+    async def fake_connect(**kwargs: Any) -> FakeConnection:
+        settings.update(kwargs["server_settings"])
+        return FakeConnection(kwargs["host"], standby=standby)
+
+    monkeypatch.setattr(asyncpg, "connect", fake_connect)
+    conn = run(Connector("mail", database(target_session_attrs=attrs)))
+    assert settings["application_name"] == "sockmapd"
+    # Only read-write and read-only must see the server's own default: they alone pay
+    # for one more statement once the host is accepted.
+    if at_startup:
+        assert settings["default_transaction_read_only"] == "on"
+        assert conn.executed == []
+    else:
+        assert "default_transaction_read_only" not in settings
+        assert conn.executed == ["SET SESSION default_transaction_read_only = on"]
