@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -141,7 +140,7 @@ class MapLookup:
         self._serve_stale = config.stale_ttl > 0
         # Lookups running now, by key: a second request for the same key waits for
         # the first one's query instead of sending its own.
-        self._flights: dict[str, asyncio.Task[Reply]] = {}
+        self._flights: dict[str, asyncio.Future[Reply | None]] = {}
 
     async def lookup(self, key: str) -> Reply:
         """Return the reply for key; any database failure is TEMP or TIMEOUT, never NOTFOUND."""
@@ -160,16 +159,16 @@ class MapLookup:
             cached = cache.get(key)
             if cached is not None:
                 return cached
-        flight = self._flights.get(key)
-        if flight is None:
-            # The query runs in a task of its own, not in the caller's cancel scope:
-            # a caller whose request times out leaves it running for the others.
-            # Worst case it runs 2 attempts per search entry, each bounded by the
-            # pool wait, connect_timeout and query_timeout.
-            flight = asyncio.create_task(self._resolve(key, parts))
-            self._flights[key] = flight
-            flight.add_done_callback(functools.partial(self._landed, key))
-        return await asyncio.shield(flight)
+        while True:
+            flight = self._flights.get(key)
+            if flight is None:
+                return await self._lead(key, parts)
+            # Shielded: a follower that gives up must not cancel the others' wait.
+            reply = await asyncio.shield(flight)
+            if reply is not None:
+                return reply
+            # The caller whose query this was was cancelled, and the query with
+            # it: ask again, as the new leader or behind one.
 
     def clear_cache(self) -> int:
         """Forget every cached answer of this map and return how many there were."""
@@ -180,9 +179,23 @@ class MapLookup:
         """Return this map's answer cache, or None when it caches nothing."""
         return self._cache
 
-    def _landed(self, key: str, flight: asyncio.Task[Reply]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
+    async def _lead(self, key: str, parts: KeyParts) -> Reply:
+        """Run the query in the caller's own task; concurrent callers of key wait for it.
+
+        No task per lookup: the first caller runs the query itself. If it is
+        cancelled (its request timed out, or shutdown), the waiting callers get
+        None and each asks again.
+        """
+        flight: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        reply: Reply | None = None
+        try:
+            reply = await self._resolve(key, parts)
+            return reply
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            flight.set_result(reply)
 
     async def _resolve(self, key: str, parts: KeyParts) -> Reply:
         cache = self._cache

@@ -346,7 +346,9 @@ def test_different_keys_are_not_shared() -> None:
     assert lookup.queries == 2
 
 
-def test_a_cancelled_first_caller_leaves_the_others_their_answer() -> None:
+def test_the_waiters_of_a_cancelled_first_caller_ask_again_together() -> None:
+    # The first caller runs the query in its own task; cancelled, it takes its
+    # query with it. The nine callers waiting on it then share one new query.
     lookup = FakeLookup({"k": "v"}, cache_ttl=10.0)
     replies: list[Reply] = []
     first_cancelled = False
@@ -368,7 +370,7 @@ def test_a_cancelled_first_caller_leaves_the_others_their_answer() -> None:
     anyio.run(main)
     assert first_cancelled
     assert replies == [Reply.ok("v")] * 9
-    assert lookup.queries == 1
+    assert lookup.queries == 2
     assert lookup._flights == {}
 
 
