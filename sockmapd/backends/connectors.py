@@ -122,10 +122,11 @@ class Connector:
             password=db.secret() or "",
             db=db.database_name(),
             charset="utf8mb4",
-            connect_timeout=db.connect_timeout,
             # asyncmy's connect_timeout does not cover a server that accepts TCP and
-            # never sends its greeting, and queries need a bound too.
-            read_timeout=db.connect_timeout + db.query_timeout,
+            # never sends its greeting: the caller's wait_for does. No read_timeout:
+            # asyncmy would wrap every read in a wait_for (a task per read, a third of
+            # a lookup's CPU); each lookup is bounded by query_timeout instead.
+            connect_timeout=db.connect_timeout,
             ssl=self._tls,
             autocommit=True,
             # Lookups only read: a mistaken query can never write.

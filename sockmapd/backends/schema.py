@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import String, bindparam, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError
@@ -80,11 +82,22 @@ async def check_databases(config: Config, engines: Engines) -> list[Problem]:
     problems: list[Problem] = []
     for db_name, engine in engines.items():
         maps = {n: m for n, m in config.maps.items() if m.database == db_name}
+        db = config.databases[db_name]
+        # A server that accepts the connection and then says nothing must not
+        # hang the check: each statement gets query_timeout, the login connect_timeout.
+        limit = db.connect_timeout + db.query_timeout * (1 + 2 * len(maps))
         try:
-            async with engine.connect() as conn:
+            async with asyncio.timeout(limit), engine.connect() as conn:
                 for map_name, map_config in maps.items():
                     check = _check_query if map_config.is_query else _check_table
                     problems.extend(await check(conn, db_name, map_name, map_config))
+        except TimeoutError:
+            problems.append(
+                Problem(
+                    f"databases.{db_name}",
+                    f"no answer within {limit:g}s (connect_timeout and query_timeout)",
+                )
+            )
         except DatabaseError as exc:
             message = " ".join(str(getattr(exc, "orig", None) or exc).split())
             problems.append(Problem(f"databases.{db_name}", f"cannot connect: {message}"))

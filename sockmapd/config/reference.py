@@ -224,8 +224,9 @@ DESCRIPTIONS: dict[str, str] = {
         "is tried (asyncmy `connect_timeout`, asyncpg `timeout`)."
     ),
     "databases.query_timeout": (
-        "Time allowed for one lookup query; a slower one answers `TIMEOUT` (for asyncmy it "
-        "also bounds every read from the server, `read_timeout`)."
+        "Time allowed for one lookup query; a slower one answers `TIMEOUT`. It also bounds "
+        "the wait for a free pooled connection (then `TEMP`) and each statement of "
+        "`--check-config --connect`."
     ),
     "databases.pool_size": (
         "Connections kept open for lookups (for SQLite, one driver thread each)."

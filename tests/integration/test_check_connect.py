@@ -104,3 +104,24 @@ def test_three_problems_are_reported_one_line_each(
         assert len(matching) == 1, (field, result.stderr)
     # A password in the URL must not be echoed.
     assert ":wrong@" not in result.stderr
+
+
+def test_a_server_that_stops_answering_is_reported_not_waited_for(
+    mailboxes: Database, tmp_path: Path
+) -> None:
+    # The query sleeps far longer than query_timeout: the check must give up on
+    # the database and say so, not wait for the server (the subprocess limit is 60 s).
+    sleep = "(SELECT SLEEP(50)) = 1" if mailboxes.name == "mariadb" else "pg_sleep(50) IS NOT NULL"
+    config = {
+        "databases": {"main": {"url": mailboxes.url, "connect_timeout": 2.0, "query_timeout": 1.0}},
+        "maps": {
+            "slow": {
+                "database": "main",
+                "query": f"SELECT maildir FROM {TABLE} WHERE address = '%s' OR {sleep}",
+            }
+        },
+    }
+    result = _check(tmp_path, config)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert ": databases.main: no answer within" in result.stderr, result.stderr
