@@ -27,8 +27,9 @@ from pathlib import Path
 
 import anyio
 
+from sockmapd.backends import DatabaseSetupError, create_engines
 from sockmapd.config import Config, ConfigError, UnixAddress, load_config
-from sockmapd.logs import configure_logging
+from sockmapd.logs import configure_logging, restamp_after_fork
 from sockmapd.server import systemd
 from sockmapd.server.daemon import (
     Daemon,
@@ -161,6 +162,7 @@ class Supervisor:
         self._kill_at: float | None = None
         self._announced = False
         self._start_failure: str | None = None
+        self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = self._ready_r = self._ready_w = -1
 
     def run(self) -> int:
@@ -188,6 +190,14 @@ class Supervisor:
 
     def _listen(self) -> None:
         server = self._config.server
+        try:
+            # As a single process does before it binds: a database that cannot be set
+            # up stops the start here, and a SQLite file is created from init_sql once,
+            # not raced by the workers. No connection is opened; the workers build
+            # their own engines after the fork.
+            create_engines(self._config.databases)
+        except DatabaseSetupError as exc:
+            raise StartupError(str(exc)) from exc
         try:
             inherited = systemd.inherited_sockets()
             if inherited:
@@ -224,8 +234,10 @@ class Supervisor:
 
     def _supervise(self) -> int:
         for worker in self._workers:
-            self._start(worker)
+            if not self._stopping:
+                self._start(worker)
         with selectors.DefaultSelector() as selector:
+            self._selector = selector
             selector.register(self._wake_r, selectors.EVENT_READ)
             selector.register(self._ready_r, selectors.EVENT_READ)
             while self._stopping is False or self._live():
@@ -350,22 +362,23 @@ class Supervisor:
             return
         if not self._announced:
             # Like a single process that cannot start: give up instead of looping.
-            self._start_failure = f"worker {worker.slot} (pid {pid}) {how} before it served"
-            log.error("%s: stopping the others", self._start_failure)
+            self._not_started(worker, f"worker {worker.slot} (pid {pid}) {how} before it served")
+            return
+        uptime = time.monotonic() - worker.started
+        self._not_started(worker, f"worker {worker.slot} (pid {pid}) {how} after {uptime:.1f} s")
+
+    def _not_started(self, worker: Worker, what: str) -> None:
+        """Schedule worker to start again after its backoff, or give up during start-up."""
+        if not self._announced:
+            self._start_failure = what
+            log.error("%s: stopping the others", what)
             self._stop()
             return
         uptime = time.monotonic() - worker.started
         worker.deaths_in_a_row = deaths_after(worker.deaths_in_a_row, uptime)
         delay = restart_delay(worker.deaths_in_a_row)
         worker.restart_at = time.monotonic() + delay
-        log.error(
-            "worker %d (pid %d) %s after %.1f s; starting it again in %.1f s",
-            worker.slot,
-            pid,
-            how,
-            uptime,
-            delay,
-        )
+        log.error("%s; starting it again in %.1f s", what, delay)
 
     def _read_ready(self) -> None:
         data = b"".join(_drain_bytes(self._ready_r))
@@ -390,6 +403,11 @@ class Supervisor:
             pid = os.fork()
             if pid == 0:
                 os._exit(self._be_worker(worker.slot))
+        except OSError as exc:
+            # A failed fork counts as a worker that died at once: the backoff grows.
+            worker.started = time.monotonic()
+            self._not_started(worker, f"cannot start worker {worker.slot}: {exc}")
+            return
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker.pid = pid
@@ -418,15 +436,14 @@ class Supervisor:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD,))
         for fd in (self._wake_r, self._wake_w, self._ready_r):
             os.close(fd)
+        if self._selector is not None:
+            self._selector.close()
         # Only the supervisor speaks to systemd: it accepts messages from the main pid alone.
         os.environ.pop("NOTIFY_SOCKET", None)
         _die_with_parent(parent)
-        try:
-            # The log is opened anew, so that syslog lines carry this worker's pid.
-            configure_logging(self._config.log)
-        except OSError as exc:
-            log.error("worker %d: cannot open the log: %s", slot, exc)
-            return EXIT_STARTUP
+        # The log stays the one the supervisor opened (perhaps as root, before it
+        # dropped privileges); a reload opens it anew in each worker.
+        restamp_after_fork()
         ready_w = self._ready_w
         daemon = Daemon(
             self._config,
