@@ -280,3 +280,54 @@ def test_systemd_sockets_are_shared_and_readiness_comes_from_the_supervisor(
         assert not Path(f"/proc/{pid}").exists()
     # The socket file belongs to systemd: sockmapd must not remove it.
     assert Path(unix_path).exists()
+
+
+INIT_CONFIG = """
+[server]
+listen = ["tcp://127.0.0.1:@PORT@"]
+allow_root = true
+workers = 2
+
+[databases.main]
+url = "sqlite+aiosqlite:///@DB@"
+init_sql = "@INIT@"
+
+[maps.recipient]
+database = "main"
+table = "users"
+key = "address"
+"""
+
+
+def test_a_sqlite_file_is_created_from_init_sql_once(
+    tmp_path: Path, start_daemon: DaemonFactory
+) -> None:
+    init = tmp_path / "init.sql"
+    init.write_text("CREATE TABLE users (address TEXT);\nINSERT INTO users VALUES ('a@x');\n")
+    db = tmp_path / "new" / "made.sqlite3"
+    text = INIT_CONFIG.replace("@DB@", str(db)).replace("@INIT@", str(init))
+    daemon = start_daemon(config_text=text, name="init.toml")
+    wait_for(lambda: "2 workers serving" in daemon.log(), daemon, "the workers did not start")
+    assert daemon.log().count(f"created {db}") == 1
+    assert daemon.client().ask("recipient", "a@x") == b"OK a@x"
+
+
+def test_a_database_that_cannot_be_set_up_stops_the_start(tmp_path: Path) -> None:
+    init = tmp_path / "broken.sql"
+    init.write_text("CREATE TABLE")
+    db = tmp_path / "never.sqlite3"
+    config = tmp_path / "broken.toml"
+    text = INIT_CONFIG.replace("@DB@", str(db)).replace("@INIT@", str(init))
+    config.write_text(text.replace("@PORT@", str(free_port())))
+    done = subprocess.run(
+        [sys.executable, "-m", "sockmapd", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot start: database main: cannot create" in done.stderr
+    # The supervisor gave up before it forked anything.
+    assert "started worker" not in done.stderr
+    assert not db.exists()
