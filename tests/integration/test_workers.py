@@ -331,3 +331,24 @@ def test_a_database_that_cannot_be_set_up_stops_the_start(tmp_path: Path) -> Non
     # The supervisor gave up before it forked anything.
     assert "started worker" not in done.stderr
     assert not db.exists()
+
+
+def gone(pid: int) -> bool:
+    """Return True once pid has exited (a zombie left to an init that does not reap counts)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_workers_stop_when_the_supervisor_is_killed(start_daemon: DaemonFactory) -> None:
+    daemon = start_workers(start_daemon)
+    pids = workers(daemon)
+    daemon.process.kill()
+    daemon.process.wait()
+    wait_for_gone = time.monotonic() + WAIT
+    while not all(gone(pid) for pid in pids):
+        assert time.monotonic() < wait_for_gone, daemon.log()
+        time.sleep(0.05)
+    assert daemon.log().count("SIGTERM: shutting down") == 2
