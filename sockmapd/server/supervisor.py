@@ -240,7 +240,7 @@ class Supervisor:
             self._selector = selector
             selector.register(self._wake_r, selectors.EVENT_READ)
             selector.register(self._ready_r, selectors.EVENT_READ)
-            while self._stopping is False or self._live():
+            while not self._stopping or self._live():
                 self._reap()
                 self._due()
                 if self._stopping and not self._live():
