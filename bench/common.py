@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -77,6 +78,34 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     # After the command name: state is field 3, utime 14 and stime 15 (1-based).
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """Return pid and its descendants (a sockmapd with workers is several processes)."""
+    tree = [pid]
+    for parent in tree:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                tree += [int(c) for c in (task / "children").read_text().split()]
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU time used so far by pid and its descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Return the resident set size of pid and its descendants, summed."""
+    total = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += rss_bytes(member)
+    return total
 
 
 def read_reply(sock: socket.socket, buffer: bytearray) -> bytes:

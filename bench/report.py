@@ -497,6 +497,37 @@ def logging_section(results: Results) -> list[str]:
     return [*lines, ""]
 
 
+def workers_section(results: Results) -> list[str]:
+    """Throughput with several worker processes against one, at the reference count."""
+    several = [w for w in results["settings"].get("workers", []) if w > 1]
+    ref = reference(results)
+    if not several:
+        return []
+    lines = [
+        "## Worker processes",
+        "",
+        f"sockmapd with `server.workers` above 1, at {ref} connections, against the "
+        "one-process scenarios above. Each worker has its own cache: the answers asked "
+        "before measuring and during the warm-up fill the cache of the worker that served "
+        "them. *server CPU* counts the supervisor and all its workers.",
+        "",
+        "| scenario | workers | req/s | against 1 worker | p99 ms | server CPU |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for base, label in (("sockmapd-hits", "cache hits"), ("sockmapd-sqlite", "cache off, SQLite")):
+        one = points(results, base).get(ref)
+        rows = [(1, one)] + [(w, points(results, f"{base}-workers{w}").get(ref)) for w in several]
+        for workers, point in rows:
+            if point is None:
+                continue
+            against = ratio(point["rps"], one["rps"] if one else None)
+            lines.append(
+                f"| {label} | {workers} | {point['rps']:.0f} | {fmt(against)} | "
+                f"{fmt(point['p99_ms'])} | {point['server_cpu_share']:.2f} |"
+            )
+    return [*lines, ""]
+
+
 def profile_section(results: Results) -> list[str]:
     """Where the time goes, from the py-spy samples."""
     prof = results.get("profile")
@@ -573,6 +604,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     chart_section,
     scenario_tables,
     logging_section,
+    workers_section,
     memory_section,
     profile_section,
     generator_section,
@@ -601,7 +633,9 @@ def render(results: Results) -> str:
         "* **ceiling**: a minimal socketmap server (asyncio Protocol, no framework) running the "
         "same SELECT through the raw driver (aiosqlite, asyncmy pool, asyncpg pool) with as "
         "many database connections as sockmapd may open;",
-        '* sockmapd at `log.level = "info"` on SQLite, to show what per-request logging costs.',
+        '* sockmapd at `log.level = "info"` on SQLite, to show what per-request logging costs;',
+        "* sockmapd with several worker processes (`server.workers`), cache hits and SQLite "
+        "with the cache off, to show how it scales with cores.",
         "",
     ]
     for section in SECTIONS:

@@ -1,11 +1,12 @@
 """Run the whole benchmark and write docs/performance.json and docs/performance.md.
 
-    python -m bench.run [--duration 5] [--warmup 1] [--connections 1,10,100]
+    python -m bench.run [--duration 5] [--warmup 1] [--connections 1,10,100] [--workers 1,2]
 
 One run measures, with the same generator and settings: the floor (a constant-reply
 server), sockmapd answering from its cache, sockmapd with the cache off on SQLite,
 MariaDB and PostgreSQL next to the ceiling for each (a minimal server on the raw driver),
-sockmapd at log level info; then sockmapd's memory with 1000 idle connections and with
+sockmapd at log level info, sockmapd with several worker processes (--workers) at the
+reference connection count; then sockmapd's memory with 1000 idle connections and with
 100000 cached answers, its start-up time to the first answer, and (when py-spy is
 installed) a short profile of sockmapd on SQLite with the cache off.
 """
@@ -39,7 +40,6 @@ from bench.common import (
     MAP_NAME,
     NOTFOUND,
     POOL_MAX,
-    cpu_seconds,
     found_key,
     free_port,
     machine_busy_seconds,
@@ -47,6 +47,8 @@ from bench.common import (
     netstring,
     read_reply,
     rss_bytes,
+    tree_cpu_seconds,
+    tree_rss_bytes,
     value_of,
     wait_listening,
 )
@@ -84,6 +86,7 @@ class Options:
     profile: bool
     keep_logs: bool
     cached_entries: int
+    workers: list[int]
 
 
 def log(message: str) -> None:
@@ -154,6 +157,7 @@ def sockmapd_config(
     *,
     level: str = "warning",
     cache: Mapping[str, float] | None = None,
+    workers: int = 1,
 ) -> Path:
     """Write a sockmapd config serving the benchmark map from url."""
     cache_lines = "".join(f"{k} = {v}\n" for k, v in (cache or {}).items())
@@ -162,6 +166,7 @@ def sockmapd_config(
 listen = ["tcp://127.0.0.1:{port}"]
 allow_root = true
 max_connections = 2000
+{f"workers = {workers}" if workers > 1 else ""}
 
 [log]
 level = "{level}"
@@ -256,7 +261,8 @@ def run_loadgen(port: int, connections: int, opts: Options, procs: int, pid: int
         "--procs",
         str(procs),
     ]
-    cpu_before = cpu_seconds(pid)
+    # The whole process tree: sockmapd with workers is a supervisor and its children.
+    cpu_before = tree_cpu_seconds(pid)
     busy_before = machine_busy_seconds()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -269,7 +275,7 @@ def run_loadgen(port: int, connections: int, opts: Options, procs: int, pid: int
         check=False,
     )
     wall = time.perf_counter() - started
-    server_cpu = cpu_seconds(pid) - cpu_before
+    server_cpu = tree_cpu_seconds(pid) - cpu_before
     busy = machine_busy_seconds() - busy_before
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     # The generator's whole CPU: interpreter start-up and its worker processes included.
@@ -286,7 +292,7 @@ def run_loadgen(port: int, connections: int, opts: Options, procs: int, pid: int
     # Everything else that ran meanwhile: the database server, and any other load on
     # the machine, which makes the point less trustworthy.
     result["other_cpu_share"] = max(0.0, busy - server_cpu - generator_cpu) / wall if wall else 0.0
-    result["server_rss_mb"] = rss_bytes(pid) / 2**20
+    result["server_rss_mb"] = tree_rss_bytes(pid) / 2**20
     return result
 
 
@@ -316,6 +322,7 @@ class Bench:
                 "found_keys": 1000,
                 "missing_keys": 1000,
                 "pool_max": POOL_MAX,
+                "workers": opts.workers,
             },
             "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "load_average_at_start": os.getloadavg()[0],
@@ -358,10 +365,13 @@ class Bench:
         *,
         level: str = "warning",
         cache: Mapping[str, float] | None = None,
+        workers: int = 1,
     ) -> Server:
         """Start sockmapd on url."""
         port = free_port()
-        config = sockmapd_config(self.workdir / f"{name}.toml", port, url, level=level, cache=cache)
+        config = sockmapd_config(
+            self.workdir / f"{name}.toml", port, url, level=level, cache=cache, workers=workers
+        )
         return Server(name, sockmapd_argv(config), port, self.workdir / f"{name}.log")
 
     # -- measuring -----------------------------------------------------------
@@ -377,8 +387,9 @@ class Bench:
         start: Callable[[], Server],
         prewarm: Sequence[str] = (),
         db_connections: Callable[[], int] | None = None,
+        connections: Sequence[int] | None = None,
     ) -> None:
-        """Run the generator at every connection count against one server."""
+        """Run the generator at every connection count (or those given) against one server."""
         if not self.wanted(scenario):
             return
         entry: dict[str, Any] = {"title": title, "points": []}
@@ -389,10 +400,10 @@ class Bench:
                 if prewarm:
                     warm = asyncio.run(pipeline(server.port, prewarm, 4))
                     entry["prewarm"] = warm
-                for connections in self.opts.connections:
+                for count in connections or self.opts.connections:
                     opened = db_connections() if db_connections else 0
                     point = run_loadgen(
-                        server.port, connections, self.opts, self.procs[connections], server.pid
+                        server.port, count, self.opts, self.procs[count], server.pid
                     )
                     if db_connections:
                         # New database connections during the point: pool churn shows here.
@@ -506,6 +517,7 @@ class Bench:
                     partial(self.ceiling, backend),
                     db_connections=counter,
                 )
+            self.measure_workers(sqlite, cache if refused is None else None)
             self.measure(
                 "sockmapd-sqlite-info",
                 "sockmapd, cache off, sqlite, log level info (one line per request)",
@@ -526,6 +538,41 @@ class Bench:
                     log(f"{kind}: cannot drop the database: {exc}")
         self.results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.results["load_average_at_end"] = os.getloadavg()[0]
+
+    def measure_workers(self, sqlite: Backend, cache: Mapping[str, float] | None) -> None:
+        """Cache hits and SQLite with the cache off, with each --workers count above 1.
+
+        Only at the reference connection count: the point is the scaling with cores,
+        compared with the one-process scenarios measured at the same count.
+        """
+        measured = self.opts.connections
+        at = [
+            report.REFERENCE_CONNECTIONS
+            if report.REFERENCE_CONNECTIONS in measured
+            else max(measured)
+        ]
+        for workers in (w for w in self.opts.workers if w > 1):
+            if cache is not None:
+                every_key = [found_key(i) for i in range(1000)] + [
+                    missing_key(i) for i in range(1000)
+                ]
+                name = f"sockmapd-hits-workers{workers}"
+                self.measure(
+                    name,
+                    f"sockmapd, cache hits, {workers} worker processes",
+                    partial(self.sockmapd, name, sqlite.sockmapd_url, cache=cache, workers=workers),
+                    prewarm=every_key,
+                    connections=at,
+                )
+            name = f"sockmapd-sqlite-workers{workers}"
+            self.measure(
+                name,
+                f"sockmapd, cache off, sqlite, {workers} worker processes",
+                partial(self.sockmapd, name, sqlite.sockmapd_url, workers=workers),
+                # One answered request: the workers accept once the listener is bound.
+                prewarm=[found_key(1)],
+                connections=at,
+            )
 
     def memory_idle(self, sqlite: Backend) -> None:
         """RSS of sockmapd before and with IDLE_CONNECTIONS idle connections."""
@@ -824,6 +871,12 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     parser.add_argument(
+        "--workers",
+        default="1,2",
+        help="comma-separated server.workers counts; each above 1 adds cache hits and "
+        "SQLite cache off at the reference connection count",
+    )
+    parser.add_argument(
         "--cached-entries", type=int, default=100_000, help="answers cached for the memory check"
     )
     args = parser.parse_args(argv)
@@ -841,6 +894,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile=not args.no_profile,
         keep_logs=args.keep_logs,
         cached_entries=args.cached_entries,
+        workers=[int(w) for w in args.workers.split(",") if w.strip()],
     )
 
 

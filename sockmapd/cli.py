@@ -236,8 +236,18 @@ def _serve(path: Path, config: Config, fallback_port: int | None) -> int:
     except OSError as exc:
         print(f"sockmapd: cannot open the log ({config.log.target}): {exc}", file=sys.stderr)
         return 1
-    daemon = Daemon(config, config_path=path, fallback_port=fallback_port)
     try:
+        if config.server.workers > 1:
+            from sockmapd.server.supervisor import Supervisor
+
+            supervisor = Supervisor(
+                config,
+                config_path=path,
+                fallback_port=fallback_port,
+                backend_options=_backend_options(),
+            )
+            return supervisor.run()
+        daemon = Daemon(config, config_path=path, fallback_port=fallback_port)
         anyio.run(daemon.run, backend_options=_backend_options())
     except StartupError as exc:
         logging.getLogger("sockmapd").error("cannot start: %s", exc)

@@ -190,6 +190,13 @@ def _open_handler(config: LogConfig) -> logging.Handler:
     return logging.StreamHandler(sys.stderr)
 
 
+def restamp_after_fork() -> None:
+    """Put this process's pid in the syslog ident; a forked worker inherits its parent's."""
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        if isinstance(handler, logging.handlers.SysLogHandler):
+            handler.ident = f"sockmapd[{os.getpid()}]: "
+
+
 def _check_syslog_socket(path: str) -> None:
     """Raise OSError unless a syslog daemon answers at path (datagram or stream)."""
     # SysLogHandler ignores a socket it cannot reach and drops every line until

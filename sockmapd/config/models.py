@@ -277,6 +277,10 @@ NetworkText = Annotated[str, AfterValidator(_normalise_network)]
 ModeText = Annotated[str, BeforeValidator(_reject_int_mode), AfterValidator(_normalise_mode)]
 PoolSize = Annotated[int, Field(strict=True, ge=1, le=1000)]
 PoolOverflow = Annotated[int, Field(strict=True, ge=0, le=1000)]
+# More worker processes than this only multiply database connections: a few
+# cores per host is what one listener can feed.
+MAX_WORKERS = 64
+WorkerCount = Annotated[int, Field(strict=True, ge=1, le=MAX_WORKERS)]
 ListenAddressText = Annotated[str, AfterValidator(_normalise_listen)]
 DatabaseHost = Annotated[str, AfterValidator(_check_db_host)]
 DatabaseName = Annotated[str, AfterValidator(_check_database_name)]
@@ -313,6 +317,7 @@ class ServerConfig(_Model):
     run_as_user: str | None = None
     run_as_group: str | None = None
     allow_root: StrictBool = False
+    workers: WorkerCount = 1
 
     @field_validator("listen")
     @classmethod
@@ -1254,6 +1259,13 @@ class Config(_Model):
             raise ValueError(
                 f"listen {value.listen!r} is also in server.listen: "
                 "the metrics listener needs an address of its own"
+            )
+        if value.listen is not None and server is not None and server.workers > 1:
+            # Counters live in each worker process: one listener in one of them
+            # would report a fraction of the traffic as if it were all of it.
+            raise ValueError(
+                f"server.workers = {server.workers}: the metrics listener can only be used "
+                "with one worker process; set server.workers = 1 or remove metrics.listen"
             )
         return value
 

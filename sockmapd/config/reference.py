@@ -120,6 +120,14 @@ DESCRIPTIONS: dict[str, str] = {
         "as root, it must switch to `run_as_user`. Set `true` only if it really has to run "
         "as root."
     ),
+    "server.workers": (
+        "Worker processes that serve the listeners. `1` is one process. With more, a "
+        "supervising process binds the listeners once and forks this many workers that "
+        "share them; it restarts a worker that dies and passes signals on. Each worker "
+        "has its own database pools and answer cache, so a database may see `workers x "
+        "(pool_size + max_overflow)` connections. Cannot be combined with "
+        "`metrics.listen`. A reload does not change it."
+    ),
     "log.level": (
         "At `info`, one line per request: client, map, key, result and duration in ms. The "
         "key `KEEPALIVE` (health probes) is answered but never logged."

@@ -7,9 +7,10 @@ import logging
 import os
 import pwd
 import signal
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ RESTART_ONLY = (
     "run_as_user",
     "run_as_group",
     "allow_root",
+    "workers",
     "unix_mode",
     "unix_owner",
     "unix_group",
@@ -78,7 +80,12 @@ def build_generation(config: Config, metrics: Metrics | None = None) -> Generati
 
 
 class Daemon:
-    """The running server; connections read the current generation per request."""
+    """The running server; connections read the current generation per request.
+
+    Given sockets, it is a worker: it serves those already-bound listening sockets
+    and leaves binding, privileges and the metrics listener to its supervisor.
+    on_ready is called once it accepts connections.
+    """
 
     def __init__(
         self,
@@ -86,10 +93,14 @@ class Daemon:
         *,
         config_path: Path | None = None,
         fallback_port: int | None = None,
+        sockets: Sequence[socket.socket] | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self._initial = config
         self._config_path = config_path
         self._fallback_port = fallback_port
+        self._sockets = sockets
+        self._on_ready = on_ready
         self._generation: Generation | None = None
         self._connections: set[Connection] = set()
         self._stopping = False
@@ -98,7 +109,7 @@ class Daemon:
         self._slots = anyio.CapacityLimiter(config.server.max_connections)
         self._full_logged = False
         # Bound at start only: metrics.listen is a restart-only setting.
-        self._metrics = Metrics() if config.metrics.listen is not None else None
+        self._metrics = Metrics() if config.metrics.listen is not None and sockets is None else None
         self._health = HealthCheck(self._databases)
 
     @property
@@ -145,6 +156,10 @@ class Daemon:
             # as the socket answers must reload, not kill with the default action.
             # Signals that arrive before the handler runs wait in the receiver.
             with anyio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+                if self._sockets is not None:
+                    # A worker is forked with these signals blocked, so that one
+                    # forwarded during its start waits instead of killing it.
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
                 listeners, metrics_listeners = await self._start_listening()
                 async with anyio.create_task_group() as tasks:
                     self._tasks = tasks
@@ -171,6 +186,8 @@ class Daemon:
         Raise StartupError on failure, with nothing left listening.
         """
         server = self._initial.server
+        if self._sockets is not None:
+            return await adopt_sockets(self._sockets), []
         try:
             listeners = await self._listen(server)
         except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
@@ -180,14 +197,14 @@ class Daemon:
             address = self._initial.metrics.listen_address()
             if address is not None:
                 metrics_listeners = await open_listeners([address])
-            self._drop_privileges(server)
+            drop_to_run_as(server)
         except (ListenError, PrivilegeError) as exc:
             for bound in listeners + metrics_listeners:
                 await bound.aclose()
             if isinstance(exc, ListenError):
                 raise StartupError(f"metrics: {exc}") from exc
             raise StartupError(str(exc)) from exc
-        self._warn_about_exposure(self._initial)
+        warn_about_exposure(self._initial, self._config_path)
         return listeners, metrics_listeners
 
     def stop(self) -> None:
@@ -274,37 +291,7 @@ class Daemon:
                 "using %d sockets passed by systemd; server.listen is not bound", len(listeners)
             )
             return listeners
-        return await open_listeners(server.listen_addresses(), _unix_permissions(server))
-
-    def _drop_privileges(self, server: ServerConfig) -> None:
-        drop_privileges(server.run_as_user, server.run_as_group)
-        if os.geteuid() == 0 and not server.allow_root:
-            raise PrivilegeError(
-                "refusing to run as root: set server.run_as_user (and run_as_group) to an "
-                "unprivileged account, or allow_root = true"
-            )
-
-    def _warn_about_exposure(self, config: Config) -> None:
-        networks = config.server.allowed_networks()
-        if config.is_legacy and any(n.prefixlen == 0 for n in networks):
-            log.warning(
-                "this legacy JSON config accepts TCP clients from every IPv4 address, as the "
-                "Go sockmapd did; convert it (sockmapd config convert) and set server.allow "
-                'to the MTA hosts, e.g. allow = ["192.0.2.25/32"]'
-            )
-        if self._config_path is not None and any(
-            _holds_password(db) for db in config.databases.values()
-        ):
-            try:
-                mode = self._config_path.stat().st_mode
-            except OSError:
-                return
-            if mode & 0o004:
-                log.warning(
-                    "%s holds a database password and is readable by every local user: "
-                    "chmod o-r it, or use password_file or password_env",
-                    self._config_path,
-                )
+        return await open_listeners(server.listen_addresses(), unix_permissions(server))
 
     async def _handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
@@ -338,6 +325,8 @@ class Daemon:
                         ", ".join(self.router.map_names) or "(none)",
                     )
                     systemd.notify("READY=1")
+                    if self._on_ready is not None:
+                        self._on_ready()
             finally:
                 with anyio.CancelScope(shield=True):
                     for bound in listeners:
@@ -409,7 +398,39 @@ class Daemon:
                 self._full_logged = False
 
 
-def _unix_permissions(server: ServerConfig) -> UnixPermissions:
+def drop_to_run_as(server: ServerConfig) -> None:
+    """Switch to run_as_user and run_as_group; raise PrivilegeError, also if still root."""
+    drop_privileges(server.run_as_user, server.run_as_group)
+    if os.geteuid() == 0 and not server.allow_root:
+        raise PrivilegeError(
+            "refusing to run as root: set server.run_as_user (and run_as_group) to an "
+            "unprivileged account, or allow_root = true"
+        )
+
+
+def warn_about_exposure(config: Config, config_path: Path | None) -> None:
+    """Log a warning for a legacy allow-everyone config or a password readable by all."""
+    networks = config.server.allowed_networks()
+    if config.is_legacy and any(n.prefixlen == 0 for n in networks):
+        log.warning(
+            "this legacy JSON config accepts TCP clients from every IPv4 address, as the "
+            "Go sockmapd did; convert it (sockmapd config convert) and set server.allow "
+            'to the MTA hosts, e.g. allow = ["192.0.2.25/32"]'
+        )
+    if config_path is not None and any(_holds_password(db) for db in config.databases.values()):
+        try:
+            mode = config_path.stat().st_mode
+        except OSError:
+            return
+        if mode & 0o004:
+            log.warning(
+                "%s holds a database password and is readable by every local user: "
+                "chmod o-r it, or use password_file or password_env",
+                config_path,
+            )
+
+
+def unix_permissions(server: ServerConfig) -> UnixPermissions:
     """Resolve unix_mode, unix_owner and unix_group; raise PrivilegeError for unknown names."""
     uid = gid = -1
     if server.unix_owner is not None:

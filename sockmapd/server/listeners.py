@@ -76,8 +76,63 @@ async def open_listeners(
     return bound
 
 
+def bind_sockets(
+    addresses: Sequence[TcpAddress | UnixAddress],
+    unix: UnixPermissions = UnixPermissions(),
+) -> list[tuple[TcpAddress | UnixAddress, socket.socket]]:
+    """Bind every address without an event loop, or close what was bound and raise ListenError.
+
+    For a process that binds and then forks workers, which adopt the sockets.
+    """
+    bound: list[tuple[TcpAddress | UnixAddress, socket.socket]] = []
+    try:
+        for address in addresses:
+            if isinstance(address, UnixAddress):
+                _remove_stale_socket(address.path)
+                try:
+                    bound.append((address, _bind_unix(address.path, unix)))
+                except OSError as exc:
+                    raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+            else:
+                bound.extend((address, sock) for sock in _bind_tcp(address))
+    except BaseException:
+        for _, sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+def _bind_tcp(address: TcpAddress) -> list[socket.socket]:
+    """Bind one socket per address the host resolves to, as anyio's TCP listener does."""
+    try:
+        found = socket.getaddrinfo(
+            address.host,
+            address.port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE | socket.AI_ADDRCONFIG,
+        )
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, sockaddr in sorted(set(found)):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    return sockets
+
+
 async def adopt_sockets(sockets: Sequence[socket.socket]) -> list[BoundListener]:
-    """Wrap listening sockets inherited from systemd; they are not removed on exit."""
+    """Wrap inherited listening sockets (systemd's, or a supervisor's); never removed on exit."""
     adopted = []
     for sock in sockets:
         sock.setblocking(False)

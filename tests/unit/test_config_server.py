@@ -126,6 +126,10 @@ def test_limits_accepted() -> None:
         ("shutdown_grace", True, "valid number"),
         ("allow_root", 1, "valid boolean"),
         ("allow_root", "true", "valid boolean"),
+        ("workers", 0, "greater than or equal to 1"),
+        ("workers", 65, "less than or equal to 64"),
+        ("workers", "2", "valid integer"),
+        ("workers", 2.0, "valid integer"),
     ],
 )
 def test_limit_rejected(field: str, value: object, reason: str) -> None:
@@ -303,3 +307,23 @@ def test_metrics_listen_is_written_by_convert_when_set() -> None:
     assert '[metrics]\nlisten = "tcp://127.0.0.1:9224"' in text
     assert parse_config(text) == config
     assert "[metrics]" not in to_toml(parse_config(""))
+
+
+def test_workers_default_to_one_and_round_trip() -> None:
+    assert ServerConfig().workers == 1
+    config = parse_config("[server]\nworkers = 4\n")
+    assert config.server.workers == 4
+    assert "workers = 4" in to_toml(config)
+    assert parse_config(to_toml(config)) == config
+
+
+def test_metrics_listen_is_refused_with_several_workers() -> None:
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate(
+            {"server": {"workers": 2}, "metrics": {"listen": "tcp://127.0.0.1:9224"}}
+        )
+    (problem,) = problems_from_validation_error(info.value)
+    assert problem.path == "metrics"
+    assert "server.workers = 2" in problem.message
+    assert "one worker process" in problem.message
+    assert parse_config('[metrics]\nlisten = "tcp://127.0.0.1:9224"\n').server.workers == 1

@@ -246,6 +246,7 @@ def test_default_config_writes_every_server_setting() -> None:
             "request_timeout": 30.0,
             "shutdown_grace": 10.0,
             "allow_root": False,
+            "workers": 1,
         },
         "log": {"level": "info"},
     }
@@ -371,6 +372,7 @@ servers = st.builds(
     run_as_user=optional(identifiers),
     run_as_group=optional(identifiers),
     allow_root=optional(st.booleans()),
+    workers=optional(st.integers(min_value=1, max_value=64)),
 )
 log_targets = st.one_of(
     st.builds(
