@@ -562,7 +562,31 @@ def profile_section(results: Results) -> list[str]:
         "| layer | share of the event-loop thread |",
         "|---|---:|",
     ]
-    lines += [f"| {layer} | {n / main:.0%} |" for layer, n in prof["layers"].items()]
+    before = (results.get("baseline") or {}).get("profile") or {}
+    if before.get("layers"):
+        before_main = before.get("main_samples") or before.get("samples") or 1
+        lines[-2:] = [
+            f"| layer | share now | share {results['baseline']['label']} |",
+            "|---|---:|---:|",
+        ]
+        layers = list(prof["layers"]) + [k for k in before["layers"] if k not in prof["layers"]]
+        lines += [
+            f"| {layer} | {prof['layers'].get(layer, 0) / main:.0%} | "
+            f"{before['layers'].get(layer, 0) / before_main:.0%} |"
+            for layer in layers
+        ]
+        lines += [
+            "",
+            f"Requests per second while sampled: now "
+            f"{fmt(prof.get('rps_while_sampled'), '{:.0f}')}, before "
+            f"{fmt(before.get('rps_while_sampled'), '{:.0f}')}. Threads seen: now "
+            + ", ".join(f"{k} {v['distinct_threads']}" for k, v in prof["threads"].items())
+            + "; before "
+            + ", ".join(f"{k} {v['distinct_threads']}" for k, v in before["threads"].items())
+            + ".",
+        ]
+    else:
+        lines += [f"| {layer} | {n / main:.0%} |" for layer, n in prof["layers"].items()]
     lines += [
         "",
         "Its functions with the most samples of their own:",

@@ -87,6 +87,7 @@ class Options:
     keep_logs: bool
     cached_entries: int
     workers: list[int]
+    baseline: Path | None
 
 
 def log(message: str) -> None:
@@ -329,6 +330,9 @@ class Bench:
             "scenarios": {},
             "notes": [],
         }
+        if opts.baseline is not None and opts.baseline.exists():
+            # Shown beside this run's profile; its numbers are from another run.
+            self.results["baseline"] = json.loads(opts.baseline.read_text())
 
     # -- servers -------------------------------------------------------------
 
@@ -879,6 +883,12 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--cached-entries", type=int, default=100_000, help="answers cached for the memory check"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=ROOT / "bench" / "baselines" / "76d8fb4.json",
+        help="an earlier profile to show next to this one ('none' for none)",
+    )
     args = parser.parse_args(argv)
     return Options(
         duration=args.duration,
@@ -895,6 +905,7 @@ def parse_args(argv: list[str] | None) -> Options:
         keep_logs=args.keep_logs,
         cached_entries=args.cached_entries,
         workers=[int(w) for w in args.workers.split(",") if w.strip()],
+        baseline=None if str(args.baseline) == "none" else args.baseline,
     )
 
 

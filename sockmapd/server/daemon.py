@@ -37,6 +37,7 @@ from sockmapd.server.listeners import (
     open_listeners,
 )
 from sockmapd.server.privileges import PrivilegeError, drop_privileges
+from sockmapd.server.stream import lean
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +377,16 @@ class Daemon:
                     with anyio.CancelScope(shield=True):
                         await stream.aclose()
                     continue
-            connection = Connection(stream, describe_peer(stream), self)
+            try:
+                served = await lean(stream)
+            except OSError as exc:
+                # The client left between accept and now.
+                log.debug("accepted connection lost at once: %s", exc)
+                self._slots.release_on_behalf_of(slot)
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+                continue
+            connection = Connection(served, describe_peer(served), self)
             connections.start_soon(self._run_connection, connection, slot, counters)
 
     async def _run_connection(

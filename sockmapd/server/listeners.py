@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import anyio
-from anyio.abc import SocketAttribute, SocketListener, SocketStream
+from anyio import TypedAttributeProvider
+from anyio.abc import SocketAttribute, SocketListener
 
 from sockmapd.config import TcpAddress, UnixAddress
 
@@ -214,7 +215,7 @@ def _remove_stale_socket(path: str) -> None:
     log.info("removed stale socket %s", path)
 
 
-def describe_peer(stream: SocketStream) -> str:
+def describe_peer(stream: TypedAttributeProvider) -> str:
     """Return the client address as text, for logs."""
     remote = stream.extra(SocketAttribute.remote_address, None)
     if isinstance(remote, tuple):
