@@ -111,13 +111,18 @@ class DriverPool:
             return await self._open_reserved()
         return await self._wait()
 
-    def release(self, lease: Lease, *, broken: bool = False) -> None:
-        """Give a connection back; a broken one is closed (and retires older ones)."""
+    def release(self, lease: Lease, *, broken: bool = False, lost: bool = False) -> None:
+        """Give a connection back; a broken one is closed, a lost one retires all open now."""
         self._in_use -= 1
-        if broken:
-            # Connections opened before this one broke are suspect: after a
-            # database restart or failover they are all dead.
-            self._retired_before = max(self._retired_before, lease.born)
+        if lost:
+            # After a database restart or failover every connection open at this
+            # moment is dead, younger ones than this too: retiring only those
+            # opened before it would leave the next lookup (and its one retry) to
+            # find the rest dead one at a time.
+            self._retired_before = max(self._retired_before, self._clock())
+        if broken or lost:
+            # A connection left in the middle of a query (timeout, cancel) is
+            # closed; it says nothing about the others.
             self._discard(lease)
             self._pass_slot()
             return

@@ -297,18 +297,20 @@ class MapLookup:
         assert self._prepared is not None
         prepared = self._prepared
         lease = await pool.acquire()
-        broken = False
+        broken = lost = False
         try:
             async with asyncio.timeout(self._query_timeout):
                 return await pool.driver.fetch(lease.conn, prepared.sql, prepared.arguments(params))
         except BaseException as exc:
             # A query the server refused leaves the connection as good as it was;
             # anything else (timeout, cancel, a broken socket, the unknown) may
-            # have left it mid-query, so it is closed, never reused.
-            broken = pool.driver.is_lost(exc) or not isinstance(exc, _DRIVER_ERRORS)
+            # have left it mid-query, so it is closed, never reused. A lost one
+            # means the others are probably lost too.
+            lost = pool.driver.is_lost(exc)
+            broken = lost or not isinstance(exc, _DRIVER_ERRORS)
             raise
         finally:
-            pool.release(lease, broken=broken)
+            pool.release(lease, broken=broken, lost=lost)
 
     async def _fetch_with_engine(self, params: dict[str, str]) -> Sequence[Row[Any]]:
         async with self._engine.connect() as conn:

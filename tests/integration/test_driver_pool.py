@@ -1,0 +1,288 @@
+"""The lookup pool of raw driver connections against real PostgreSQL and MariaDB servers."""
+
+# Each test gets a database of its own, so that counting and killing the server sessions
+# of that database touches nothing but this test's sockmapd.
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from tests.integration.daemon import Daemon, free_port
+from tests.integration.databases import Database, Server, ServerKind, unique_name
+
+USERS = [f"user{i}@example.com" for i in range(40)]
+# A key that an injected condition would turn into a match: the table is not empty.
+INJECTIONS = [
+    "x' OR '1'='1",
+    "x' OR '1'='1' -- ",
+    "x\\' OR 1=1 #",
+    "%s",
+    "%%s",
+    "%",
+    "$1",
+    "$1 OR TRUE",
+    "?",
+    ":x_s",
+    "\\",
+    "\\\\",
+    "back\\slash' OR ''='",
+    "ünïcødé ✉ 😀 ' OR 'a'='a",
+]
+# Wait for sessions to end or appear; generous, and never asserted on.
+SETTLE_SECONDS = 30.0
+
+_numbers = itertools.count()
+
+
+@dataclass
+class PoolSetup:
+    """A sockmapd on a database of its own, and the server to watch its sessions from."""
+
+    server: Server
+    database: Database
+    name: str
+    daemon: Daemon
+
+    def sessions(self) -> list[int]:
+        """Return the ids of the server sessions connected to this test's database."""
+        if self.server.kind == "postgresql":
+            sql = (
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'sockmapd' "
+                f"AND datname = '{self.name}' ORDER BY pid"
+            )
+        else:
+            sql = (
+                "SELECT ID FROM information_schema.PROCESSLIST "
+                f"WHERE DB = '{self.name}' AND ID <> CONNECTION_ID() ORDER BY ID"
+            )
+        return [int(row[0]) for row in self.server.admin().fetch(sql)]
+
+    def kill_sessions(self) -> int:
+        """Make the server end every session of this test's database; return how many."""
+        admin = self.server.admin()
+        if self.server.kind == "postgresql":
+            rows = admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE application_name = 'sockmapd' AND datname = '{self.name}'"
+            )
+            killed = len(rows)
+        else:
+            ids = self.sessions()
+            admin.execute([f"KILL CONNECTION {session}" for session in ids])
+            killed = len(ids)
+        wait_until(lambda: not self.sessions(), "the killed sessions to end")
+        return killed
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def start(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., PoolSetup]]:
+    """Start a sockmapd with the given database options on a fresh database."""
+    kind: ServerKind = request.param
+    fixture = "pg_server" if kind == "postgresql" else "mysql_server"
+    server: Server = request.getfixturevalue(fixture)
+    name = unique_name(f"pool{next(_numbers)}")
+    database = server.create_database(name)
+    daemons: list[Daemon] = []
+    try:
+        database.create_text_table("lk_users", ["address", "note"], exact=True)
+        database.insert("lk_users", ["address", "note"], [(u, f"note of {u}") for u in USERS])
+
+        def launch(**options: Any) -> PoolSetup:
+            port = free_port()
+            config = {
+                "server": {"listen": [f"tcp://127.0.0.1:{port}"], "allow_root": True},
+                "databases": {"main": {"url": database.url, **options}},
+                "maps": {
+                    "recipient": {"database": "main", "table": "lk_users", "key": "address"},
+                    "noted": {
+                        "database": "main",
+                        # Several expansions, one of them twice, a literal % and a quote.
+                        "query": (
+                            "SELECT note FROM lk_users WHERE address = '%s' "
+                            "AND address = CONCAT('%u', '@', '%d') "
+                            "AND note NOT LIKE '%%100%% off' AND note <> 'it''s'"
+                        ),
+                    },
+                    "missing": {"database": "main", "table": "no_such_table", "key": "k"},
+                },
+            }
+            path = tmp_path / f"sockmapd-{len(daemons)}.toml"
+            path.write_text(tomli_w.dumps(config))
+            daemon = Daemon(path, port)
+            daemons.append(daemon)
+            return PoolSetup(server, database, name, daemon)
+
+        yield launch
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+        server.drop_database(name)
+
+
+def ask_concurrently(daemon: Daemon, requests: list[tuple[str, str]]) -> list[bytes]:
+    """Send each request on a connection of its own, all at once; return the replies in order."""
+    clients = [daemon.client(timeout=60.0) for _ in requests]
+    replies: list[bytes] = [b""] * len(requests)
+    barrier = threading.Barrier(len(requests))
+
+    def ask(index: int) -> None:
+        barrier.wait()
+        map_name, key = requests[index]
+        try:
+            replies[index] = clients[index].ask(map_name, key)
+        except Exception as exc:
+            replies[index] = repr(exc).encode()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for client in clients:
+            client.close()
+    return replies
+
+
+def found(user: str) -> bytes:
+    return b"OK " + user.encode()
+
+
+def test_lookups_after_the_server_killed_every_session_answer_ok(
+    start: Callable[..., PoolSetup],
+) -> None:
+    setup = start(pool_size=6, query_timeout=30.0)
+    daemon = setup.daemon
+    requests = [("recipient", USERS[i]) for i in range(20)]
+    # Concurrent lookups until several pooled connections are open.
+    for _ in range(20):
+        assert ask_concurrently(daemon, requests) == [found(u) for _, u in requests]
+        if len(setup.sessions()) >= 3:
+            break
+    assert len(setup.sessions()) >= 3, "the lookups never ran on several connections"
+
+    # One client, one lookup after another: the first one to find its connection
+    # lost retires every other one, and its single retry opens a fresh one.
+    assert setup.kill_sessions() >= 3
+    client = daemon.client(timeout=60.0)
+    try:
+        for user in USERS[:12]:
+            assert client.ask("recipient", user) == found(user), daemon.log()
+        assert client.ask("noted", USERS[0]) == b"OK note of " + USERS[0].encode()
+    finally:
+        client.close()
+
+    # Many at once on the pool reopened after the first kill.
+    for _ in range(20):
+        assert ask_concurrently(daemon, requests) == [found(u) for _, u in requests]
+        if len(setup.sessions()) >= 3:
+            break
+    assert setup.kill_sessions() >= 3
+    replies = ask_concurrently(daemon, requests)
+    assert replies == [found(u) for _, u in requests], daemon.log()
+    assert b"TEMP" not in b"".join(replies)
+
+
+def test_a_missing_table_answers_temp_without_churning_connections(
+    start: Callable[..., PoolSetup],
+) -> None:
+    setup = start(pool_size=3, query_timeout=30.0)
+    daemon = setup.daemon
+    client = daemon.client(timeout=60.0)
+    try:
+        assert client.ask("recipient", USERS[0]) == found(USERS[0])
+        first = client.ask("missing", "anything")
+        assert first.startswith(b"TEMP "), first
+        before = setup.sessions()
+        for i in range(30):
+            reply = client.ask("missing", f"key{i}")
+            assert reply.startswith(b"TEMP "), reply
+        # The same connection answered every one of them: none was closed and reopened.
+        assert setup.sessions() == before
+        assert len(before) >= 1
+    finally:
+        client.close()
+    replies = ask_concurrently(daemon, [("missing", f"key{i}") for i in range(20)])
+    assert all(reply.startswith(b"TEMP ") for reply in replies), replies
+    assert 1 <= len(setup.sessions()) <= 3
+    client = daemon.client(timeout=60.0)
+    try:
+        assert client.ask("recipient", USERS[1]) == found(USERS[1])
+    finally:
+        client.close()
+
+
+def test_many_clients_on_two_connections_all_get_their_own_answers(
+    start: Callable[..., PoolSetup],
+) -> None:
+    setup = start(pool_size=2, max_overflow=0, query_timeout=60.0)
+    daemon = setup.daemon
+    wrong: list[str] = []
+    barrier = threading.Barrier(30)
+
+    def client_run(number: int) -> None:
+        try:
+            client = daemon.client(timeout=120.0)
+        except OSError as exc:
+            wrong.append(f"client {number}: {exc!r}")
+            return
+        try:
+            barrier.wait()
+            for i in range(15):
+                user = USERS[(number * 7 + i) % len(USERS)]
+                local = user.split("@")[0]
+                checks = [
+                    ("recipient", user, found(user)),
+                    ("recipient", f"absent{number}.{i}@example.com", b"NOTFOUND "),
+                    ("noted", user, b"OK note of " + user.encode()),
+                    ("noted", f"{local}@other.example", b"NOTFOUND "),
+                ]
+                for map_name, key, want in checks:
+                    got = client.ask(map_name, key)
+                    if got != want:
+                        wrong.append(f"client {number}: {map_name} {key}: {got!r}, not {want!r}")
+        except Exception as exc:
+            wrong.append(f"client {number}: {exc!r}")
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_run, args=(n,)) for n in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    assert len(setup.sessions()) <= 2
+
+
+def test_injection_attempts_stay_bound_parameters(start: Callable[..., PoolSetup]) -> None:
+    setup = start(pool_size=2)
+    client = setup.daemon.client(timeout=60.0)
+    try:
+        for key in INJECTIONS:
+            for map_name in ("recipient", "noted"):
+                assert client.ask(map_name, key) == b"NOTFOUND ", (map_name, key)
+            assert client.ask("noted", f"{key}@example.com") == b"NOTFOUND ", key
+        # The table is intact and still answers.
+        assert client.ask("recipient", USERS[3]) == found(USERS[3])
+    finally:
+        client.close()
+    assert setup.database.count("lk_users") == len(USERS)

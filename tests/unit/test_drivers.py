@@ -1,0 +1,249 @@
+"""PreparedLookup's SQL and argument order per dialect, and which driver errors mean a lost link."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+from asyncmy import errors as mysql_errors
+from sqlalchemy import String, bindparam, text
+from sqlalchemy.engine import URL, Dialect
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.sql import ClauseElement
+
+from sockmapd.backends.drivers import (
+    MysqlDriver,
+    PostgresDriver,
+    PreparedLookup,
+    SqliteDriver,
+    driver_errors,
+    is_lost_connection,
+)
+from sockmapd.config import MapConfig
+from sockmapd.config.expansions import compile_query
+from sockmapd.lookup.statements import build_statement
+
+# A Postfix query with several expansions, %d twice, a literal % and a quoted quote.
+QUERY = (
+    "SELECT goto FROM alias WHERE domain = '%d' AND local = '%u' AND address = '%s' "
+    "AND goto NOT LIKE '%%100%%' AND note <> 'it''s' AND domain <> CONCAT('x', '%d')"
+)
+PARAMS = {"x_s": "user@example.com", "x_u": "user", "x_d": "example.com"}
+
+
+def dialect(drivername: str) -> Dialect:
+    """Return the dialect an engine of that driver compiles for, as sockmapd builds it."""
+    return create_async_engine(URL.create(drivername)).dialect
+
+
+def query_statement(query: str) -> ClauseElement:
+    """Build a query map's statement the way MapLookup does."""
+    bound = compile_query(query)
+    return text(bound.sql).bindparams(
+        *(bindparam(f"x_{code}", type_=String()) for code in bound.codes)
+    )
+
+
+def table_statement() -> ClauseElement:
+    return build_statement(MapConfig(database="d", table="users", key="address", value="goto"))
+
+
+def one_line(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def test_table_map_on_asyncpg() -> None:
+    prepared = PreparedLookup(table_statement(), dialect("postgresql+asyncpg"))
+    assert one_line(prepared.sql) == ('SELECT "goto" FROM "users" WHERE "address" = $1::VARCHAR')
+    assert prepared.arguments(PARAMS) == ("user@example.com",)
+
+
+def test_table_map_on_asyncmy() -> None:
+    prepared = PreparedLookup(table_statement(), dialect("mysql+asyncmy"))
+    assert one_line(prepared.sql) == "SELECT `goto` FROM `users` WHERE `address` = %s"
+    assert prepared.arguments(PARAMS) == ("user@example.com",)
+
+
+def test_table_map_on_sqlite() -> None:
+    prepared = PreparedLookup(table_statement(), dialect("sqlite+aiosqlite"))
+    assert one_line(prepared.sql) == 'SELECT "goto" FROM "users" WHERE "address" = ?'
+    assert prepared.arguments(PARAMS) == ("user@example.com",)
+
+
+def test_query_map_on_asyncpg_numbers_each_bind_once() -> None:
+    prepared = PreparedLookup(query_statement(QUERY), dialect("postgresql+asyncpg"))
+    assert one_line(prepared.sql) == (
+        "SELECT goto FROM alias WHERE domain = $1::VARCHAR AND local = $2::VARCHAR "
+        "AND address = $3::VARCHAR AND goto NOT LIKE '%100%' AND note <> 'it''s' "
+        "AND domain <> CONCAT('x', $1::VARCHAR)"
+    )
+    assert prepared.arguments(PARAMS) == ("example.com", "user", "user@example.com")
+
+
+def test_query_map_on_asyncmy_doubles_literal_percent() -> None:
+    prepared = PreparedLookup(query_statement(QUERY), dialect("mysql+asyncmy"))
+    # asyncmy formats the arguments in with %, so a literal % must reach it doubled.
+    assert one_line(prepared.sql) == (
+        "SELECT goto FROM alias WHERE domain = %s AND local = %s AND address = %s "
+        "AND goto NOT LIKE '%%100%%' AND note <> 'it''s' AND domain <> CONCAT('x', %s)"
+    )
+    assert prepared.arguments(PARAMS) == (
+        "example.com",
+        "user",
+        "user@example.com",
+        "example.com",
+    )
+
+
+def test_query_map_on_sqlite() -> None:
+    prepared = PreparedLookup(query_statement(QUERY), dialect("sqlite+aiosqlite"))
+    assert one_line(prepared.sql) == (
+        "SELECT goto FROM alias WHERE domain = ? AND local = ? AND address = ? "
+        "AND goto NOT LIKE '%100%' AND note <> 'it''s' AND domain <> CONCAT('x', ?)"
+    )
+    assert prepared.arguments(PARAMS) == (
+        "example.com",
+        "user",
+        "user@example.com",
+        "example.com",
+    )
+
+
+def test_arguments_follow_the_order_in_the_sql_not_in_the_query_codes() -> None:
+    prepared = PreparedLookup(
+        query_statement("SELECT v FROM t WHERE b = '%u' AND a = '%s' AND c = '%u'"),
+        dialect("mysql+asyncmy"),
+    )
+    assert prepared.arguments({"x_s": "S", "x_u": "U", "x_d": "D"}) == ("U", "S", "U")
+
+
+def test_prepared_sqlite_lookup_finds_the_row_the_expansions_name(tmp_path: Path) -> None:
+    path = tmp_path / "alias.sqlite3"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE alias (domain TEXT, local TEXT, address TEXT, goto TEXT)")
+        setup.executemany(
+            "INSERT INTO alias VALUES (?, ?, ?, ?)",
+            [
+                ("example.com", "user", "user@example.com", "found"),
+                ("user", "example.com", "user@example.com", "swapped"),
+            ],
+        )
+    setup.close()
+    prepared = PreparedLookup(
+        query_statement(
+            "SELECT goto FROM alias WHERE domain = '%d' AND local = '%u' AND address = '%s'"
+        ),
+        dialect("sqlite+aiosqlite"),
+    )
+    driver = SqliteDriver((str(path),), {})
+
+    async def lookup() -> list[tuple[object, ...]]:
+        conn = await driver.connect()
+        try:
+            rows = await driver.fetch(conn, prepared.sql, prepared.arguments(PARAMS))
+            return [tuple(row) for row in rows]
+        finally:
+            await driver.close(conn)
+
+    assert asyncio.run(lookup()) == [("found",)]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.ConnectionFailureError("connection failure"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.InterfaceError("connection is closed"),
+        ConnectionResetError("reset by peer"),
+        OSError("network is unreachable"),
+        EOFError(),
+    ],
+)
+def test_postgres_lost_connection(exc: BaseException) -> None:
+    assert PostgresDriver().is_lost(exc)
+    assert is_lost_connection(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.UndefinedTableError('relation "lk_users" does not exist'),
+        asyncpg.PostgresSyntaxError("syntax error"),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.PostgresError("no sqlstate"),
+        ValueError("not a database error"),
+    ],
+)
+def test_postgres_query_error_keeps_the_connection(exc: BaseException) -> None:
+    assert not PostgresDriver().is_lost(exc)
+    assert not is_lost_connection(exc)
+
+
+def test_postgres_sqlstate_decides_not_the_class() -> None:
+    lost = asyncpg.PostgresError("custom")
+    lost.sqlstate = "08006"  # type: ignore[attr-defined]
+    kept = asyncpg.PostgresError("custom")
+    kept.sqlstate = "42P01"  # type: ignore[attr-defined]
+    assert PostgresDriver().is_lost(lost)
+    assert not PostgresDriver().is_lost(kept)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        mysql_errors.OperationalError(2013, "Lost connection to MySQL server during query"),
+        mysql_errors.OperationalError(2006, "MySQL server has gone away"),
+        mysql_errors.OperationalError(4031, "disconnected by the server for inactivity"),
+        mysql_errors.InterfaceError(0, "connection closed"),
+        ConnectionResetError("reset by peer"),
+        EOFError(),
+    ],
+)
+def test_mysql_lost_connection(exc: BaseException) -> None:
+    assert MysqlDriver().is_lost(exc)
+    assert is_lost_connection(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        mysql_errors.ProgrammingError(1146, "Table 'db.lk_users' doesn't exist"),
+        mysql_errors.OperationalError(1054, "Unknown column 'x' in 'where clause'"),
+        mysql_errors.OperationalError(1317, "Query execution was interrupted"),
+        mysql_errors.OperationalError(),
+        ValueError("not a database error"),
+    ],
+)
+def test_mysql_query_error_keeps_the_connection(exc: BaseException) -> None:
+    assert not MysqlDriver().is_lost(exc)
+    assert not is_lost_connection(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        sqlite3.OperationalError("no such table: lk_users"),
+        sqlite3.OperationalError("database is locked"),
+        sqlite3.DatabaseError("file is not a database"),
+        OSError("disk I/O error"),
+    ],
+)
+def test_sqlite_never_loses_a_connection(exc: BaseException) -> None:
+    assert not SqliteDriver((":memory:",), {}).is_lost(exc)
+
+
+def test_driver_errors_cover_every_installed_driver() -> None:
+    errors = driver_errors()
+    for exc in (
+        asyncpg.UndefinedTableError("x"),
+        asyncpg.InterfaceError("x"),
+        mysql_errors.ProgrammingError(1146, "x"),
+        sqlite3.OperationalError("x"),
+    ):
+        assert isinstance(exc, errors)
+    assert not isinstance(TimeoutError(), errors)
+    assert not isinstance(ValueError(), errors)

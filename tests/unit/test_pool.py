@@ -1,0 +1,594 @@
+"""DriverPool: reuse, limits, fair hand-over, bounded waits, retirement and disposal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from sockmapd.backends.pool import DriverPool, Lease, PoolClosed, PoolTimeout
+
+# Enough loop iterations for every task started by a test step to reach its next
+# real wait (the fake connect yields once; hand-overs take a couple of steps).
+SETTLE = 50
+
+
+class FakeConn:
+    """A connection that remembers how it ended."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.aborted = False
+        self.closed = False
+
+    @property
+    def ended(self) -> bool:
+        return self.aborted or self.closed
+
+    def __repr__(self) -> str:
+        return f"FakeConn({self.number})"
+
+
+class FakeDriver:
+    """The Driver protocol over FakeConn; abort is synchronous, as asyncpg's and asyncmy's are."""
+
+    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...]) -> list[tuple[str]]:
+        return [(sql,)]
+
+    async def close(self, conn: Any) -> None:
+        conn.closed = True
+
+    def abort(self, conn: Any) -> None:
+        conn.aborted = True
+
+    def is_lost(self, exc: BaseException) -> bool:
+        return False
+
+
+class Connector:
+    """Opens FakeConns; can be told to fail or to hold a connect until released."""
+
+    def __init__(self) -> None:
+        self.opened: list[FakeConn] = []
+        self.failures: list[BaseException] = []
+        self.gate: asyncio.Event | None = None
+        self.calls = 0
+
+    async def __call__(self) -> FakeConn:
+        self.calls += 1
+        # A real connect always yields to the loop at least once.
+        await asyncio.sleep(0)
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.failures:
+            raise self.failures.pop(0)
+        conn = FakeConn(len(self.opened))
+        self.opened.append(conn)
+        return conn
+
+    def live(self) -> list[FakeConn]:
+        return [conn for conn in self.opened if not conn.ended]
+
+
+class Clock:
+    """A monotonic clock that moves on by one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def make_pool(
+    *,
+    size: int = 2,
+    overflow: int = 0,
+    wait_timeout: float = 60.0,
+    recycle: float = 1e9,
+    connector: Connector | None = None,
+    clock: Callable[[], float] | None = None,
+) -> tuple[DriverPool, Connector]:
+    connector = connector or Connector()
+    pool = DriverPool(
+        "main",
+        FakeDriver(),
+        connector,
+        size=size,
+        overflow=overflow,
+        wait_timeout=wait_timeout,
+        recycle=recycle,
+        clock=clock or Clock(),
+    )
+    return pool, connector
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(test())
+
+
+async def settle() -> None:
+    for _ in range(SETTLE):
+        await asyncio.sleep(0)
+
+
+async def acquire_all(pool: DriverPool, count: int) -> list[Lease]:
+    """Acquire count connections, each of which must be free now (no one is released)."""
+    tasks = [asyncio.create_task(pool.acquire()) for _ in range(count)]
+    await settle()
+    pending = [task for task in tasks if not task.done()]
+    for task in pending:
+        task.cancel()
+    assert not pending, f"{len(pending)} of {count} acquires had to wait"
+    return [task.result() for task in tasks]
+
+
+def test_an_idle_connection_is_reused() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool()
+        lease = await pool.acquire()
+        pool.release(lease)
+        again = await pool.acquire()
+        assert again.conn is lease.conn
+        assert connector.calls == 1
+        assert pool.in_use == 1
+        pool.release(again)
+        assert pool.in_use == 0
+        assert not lease.conn.ended
+
+    run(scenario)
+
+
+def test_opens_up_to_size_plus_overflow() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=2, overflow=1)
+        leases = await acquire_all(pool, 3)
+        assert len({id(lease.conn) for lease in leases}) == 3
+        assert connector.calls == 3
+        assert pool.in_use == 3
+        assert pool.size == 2
+        assert pool.overflow == 1
+
+    run(scenario)
+
+
+def test_one_more_acquire_waits_for_the_first_connection_released() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=2, overflow=1)
+        leases = await acquire_all(pool, 3)
+        waiting = asyncio.create_task(pool.acquire())
+        await settle()
+        assert not waiting.done()
+        assert connector.calls == 3
+        pool.release(leases[1])
+        got = await waiting
+        assert got.conn is leases[1].conn
+        assert pool.in_use == 3
+        assert connector.calls == 3
+
+    run(scenario)
+
+
+def test_waiters_are_served_in_arrival_order() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        held = await pool.acquire()
+        served: list[int] = []
+
+        async def client(number: int) -> None:
+            lease = await pool.acquire()
+            served.append(number)
+            # Yield before giving it back, so that the others keep waiting meanwhile.
+            await asyncio.sleep(0)
+            pool.release(lease)
+
+        tasks = []
+        for number in range(8):
+            tasks.append(asyncio.create_task(client(number)))
+            await settle()
+        pool.release(held)
+        # A newcomer after the release does not overtake the waiters.
+        tasks.append(asyncio.create_task(client(8)))
+        await asyncio.gather(*tasks)
+        assert served == list(range(9))
+        assert pool.in_use == 0
+
+    run(scenario)
+
+
+def test_a_released_connection_goes_to_the_waiter_not_to_a_newcomer() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        held = await pool.acquire()
+        waiter = asyncio.create_task(pool.acquire())
+        await settle()
+        pool.release(held)
+        newcomer = asyncio.create_task(pool.acquire())
+        await settle()
+        assert waiter.done()
+        assert waiter.result().conn is held.conn
+        assert not newcomer.done()
+        newcomer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await newcomer
+
+    run(scenario)
+
+
+def test_no_connection_within_wait_timeout_is_pool_timeout() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1, wait_timeout=0.001)
+        held = await pool.acquire()
+        with pytest.raises(PoolTimeout) as caught:
+            await pool.acquire()
+        # TIMEOUT means a slow query; a busy pool is TEMP.
+        assert not isinstance(caught.value, TimeoutError)
+        assert pool.in_use == 1
+        pool.release(held)
+        again = await pool.acquire()
+        assert again.conn is held.conn
+
+    run(scenario)
+
+
+def test_a_cancelled_waiter_leaks_neither_slot_nor_connection() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1, overflow=1)
+        leases = await acquire_all(pool, 2)
+        waiters = [asyncio.create_task(pool.acquire()) for _ in range(3)]
+        await settle()
+        waiters[1].cancel()
+        await settle()
+        assert waiters[1].cancelled()
+        for lease in leases:
+            pool.release(lease)
+        await settle()
+        # The two left got the two connections; the cancelled one none.
+        assert waiters[0].done()
+        assert waiters[2].done()
+        for waiter in (waiters[0], waiters[2]):
+            pool.release(waiter.result())
+        assert pool.in_use == 0
+        again = await acquire_all(pool, 2)
+        assert pool.in_use == 2
+        assert len(connector.live()) == 2
+        for lease in again:
+            pool.release(lease)
+
+    run(scenario)
+
+
+def test_a_waiter_cancelled_after_being_handed_a_connection_gives_it_back() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        held = await pool.acquire()
+        waiter = asyncio.create_task(pool.acquire())
+        await settle()
+        pool.release(held)
+        # The connection is handed over, but the waiter has not run yet.
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.in_use == 0
+        again = await acquire_all(pool, 1)
+        assert again[0].conn is held.conn
+        assert connector.calls == 1
+
+    run(scenario)
+
+
+def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        held = await pool.acquire()
+        waiter = asyncio.create_task(pool.acquire())
+        await settle()
+        # A broken connection leaves a free slot: the waiter may open one.
+        pool.release(held, broken=True)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert pool.in_use == 0
+        assert pool.overflow == 0
+        again = await acquire_all(pool, 1)
+        assert not again[0].conn.ended
+        assert connector.live() == [again[0].conn]
+
+    run(scenario)
+
+
+def test_a_failed_connect_passes_its_slot_to_the_next_waiter() -> None:
+    async def scenario() -> None:
+        connector = Connector()
+        connector.gate = asyncio.Event()
+        connector.failures.append(OSError("connection refused"))
+        pool, _ = make_pool(size=1, connector=connector)
+        first = asyncio.create_task(pool.acquire())
+        await settle()
+        second = asyncio.create_task(pool.acquire())
+        await settle()
+        assert not first.done()
+        assert not second.done()
+        connector.gate.set()
+        with pytest.raises(OSError, match="connection refused"):
+            await first
+        lease = await second
+        assert connector.calls == 2
+        assert connector.live() == [lease.conn]
+        assert pool.in_use == 1
+
+    run(scenario)
+
+
+def test_a_lost_connection_retires_the_ones_opened_before_it() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=3)
+        old, older_busy, lost = await acquire_all(pool, 3)
+        pool.release(old)
+        pool.release(lost, broken=True, lost=True)
+        assert lost.conn.aborted
+        # The idle one opened before it is not handed out again: a fresh one is opened.
+        fresh = await pool.acquire()
+        assert old.conn.aborted
+        assert fresh.conn not in (old.conn, older_busy.conn, lost.conn)
+        # A busy one opened before it is closed when it comes back.
+        pool.release(older_busy)
+        assert older_busy.conn.aborted
+        # A connection opened after the loss is kept.
+        pool.release(fresh)
+        assert not fresh.conn.ended
+        assert (await pool.acquire()).conn is fresh.conn
+        assert connector.live() == [fresh.conn]
+
+    run(scenario)
+
+
+def test_a_lost_connection_retires_the_ones_opened_after_it_too() -> None:
+    # After a database restart every connection open at that moment is dead,
+    # whichever one a lookup happens to find lost first.
+    async def scenario() -> None:
+        pool, connector = make_pool(size=3)
+        lost, younger_idle, younger_busy = await acquire_all(pool, 3)
+        pool.release(younger_idle)
+        pool.release(lost, lost=True)
+        assert lost.conn.aborted
+        fresh = await pool.acquire()
+        assert younger_idle.conn.aborted
+        assert fresh.conn not in (lost.conn, younger_idle.conn, younger_busy.conn)
+        pool.release(younger_busy)
+        assert younger_busy.conn.aborted
+        assert connector.live() == [fresh.conn]
+
+    run(scenario)
+
+
+def test_a_broken_connection_is_closed_alone() -> None:
+    # Left in the middle of a query (a timeout): the database itself is fine.
+    async def scenario() -> None:
+        pool, connector = make_pool(size=3)
+        old, broken, young = await acquire_all(pool, 3)
+        pool.release(old)
+        pool.release(broken, broken=True)
+        pool.release(young)
+        assert broken.conn.aborted
+        assert not old.conn.ended
+        assert not young.conn.ended
+        again = await acquire_all(pool, 3)
+        assert {id(lease.conn) for lease in again} >= {id(old.conn), id(young.conn)}
+        assert connector.calls == 4
+
+    run(scenario)
+
+
+def test_a_connection_older_than_recycle_is_replaced() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        pool, connector = make_pool(size=2, recycle=100.0, clock=clock)
+        idle, busy = await acquire_all(pool, 2)
+        pool.release(idle)
+        clock.now += 1000.0
+        fresh = await pool.acquire()
+        assert idle.conn.aborted
+        assert fresh.conn is not idle.conn
+        pool.release(busy)
+        assert busy.conn.aborted
+        pool.release(fresh)
+        assert not fresh.conn.ended
+        assert connector.live() == [fresh.conn]
+
+    run(scenario)
+
+
+def test_overflow_connections_close_when_nobody_waits() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1, overflow=2)
+        leases = await acquire_all(pool, 3)
+        assert pool.overflow == 2
+        pool.release(leases[0])
+        pool.release(leases[1])
+        assert pool.overflow == 0
+        assert leases[0].conn.ended
+        assert leases[1].conn.ended
+        pool.release(leases[2])
+        assert not leases[2].conn.ended
+        assert connector.live() == [leases[2].conn]
+        assert pool.in_use == 0
+
+    run(scenario)
+
+
+def test_an_overflow_connection_goes_to_a_waiter_first() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1, overflow=1)
+        leases = await acquire_all(pool, 2)
+        waiter = asyncio.create_task(pool.acquire())
+        await settle()
+        pool.release(leases[1])
+        got = await waiter
+        assert got.conn is leases[1].conn
+        assert not got.conn.ended
+        assert pool.overflow == 1
+
+    run(scenario)
+
+
+def test_dispose_closes_idle_connections_now_and_busy_ones_when_released() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=3)
+        idle, other_idle, busy = await acquire_all(pool, 3)
+        pool.release(idle)
+        pool.release(other_idle)
+        await pool.dispose()
+        assert idle.conn.ended
+        assert other_idle.conn.ended
+        assert not busy.conn.ended
+        with pytest.raises(PoolClosed):
+            await pool.acquire()
+        pool.release(busy)
+        assert busy.conn.ended
+        assert pool.in_use == 0
+        assert connector.live() == []
+
+    run(scenario)
+
+
+def test_dispose_fails_the_waiters() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        held = await pool.acquire()
+        waiters = [asyncio.create_task(pool.acquire()) for _ in range(3)]
+        await settle()
+        await pool.dispose()
+        for waiter in waiters:
+            with pytest.raises(PoolClosed):
+                await waiter
+        pool.release(held)
+        assert held.conn.ended
+        assert pool.in_use == 0
+
+    run(scenario)
+
+
+def test_a_connect_that_finishes_after_dispose_is_closed() -> None:
+    async def scenario() -> None:
+        connector = Connector()
+        connector.gate = asyncio.Event()
+        pool, _ = make_pool(size=1, connector=connector)
+        opening = asyncio.create_task(pool.acquire())
+        await settle()
+        await pool.dispose()
+        connector.gate.set()
+        with pytest.raises(PoolClosed):
+            await opening
+        await settle()
+        assert connector.opened
+        assert connector.live() == []
+        assert pool.in_use == 0
+
+    run(scenario)
+
+
+# Property-based: random interleavings of acquires, releases (plain, broken, lost),
+# cancellations, failed connects and clock jumps keep the books straight.
+
+OPERATIONS = st.lists(
+    st.one_of(
+        # Acquires weigh more, so that waiters (and the races around them) occur often.
+        st.just(("acquire", 0)),
+        st.just(("acquire", 0)),
+        st.just(("acquire", 0)),
+        st.tuples(st.just("release"), st.integers(0, 7)),
+        st.tuples(st.just("break"), st.integers(0, 7)),
+        st.tuples(st.just("lose"), st.integers(0, 7)),
+        st.tuples(st.just("cancel"), st.integers(0, 7)),
+        # Give one back and cancel the waiter it goes to before that waiter runs.
+        st.tuples(st.just("hand_and_cancel"), st.integers(0, 7)),
+        st.just(("fail_next_connect", 0)),
+        st.just(("age", 0)),
+    ),
+    max_size=40,
+)
+
+
+@example(size=1, overflow=0, operations=[("acquire", 0), ("acquire", 0), ("hand_and_cancel", 0)])
+@example(size=1, overflow=0, operations=[("acquire", 0), ("acquire", 0), ("hand_and_cancel", 1)])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(1, 3), overflow=st.integers(0, 2), operations=OPERATIONS)
+def test_random_use_keeps_the_pool_consistent(
+    size: int, overflow: int, operations: list[tuple[str, int]]
+) -> None:
+    limit = size + overflow
+
+    async def scenario() -> None:
+        clock = Clock()
+        pool, connector = make_pool(size=size, overflow=overflow, recycle=10_000.0, clock=clock)
+        pending: list[asyncio.Task[Lease]] = []
+        held: list[Lease] = []
+
+        async def step() -> None:
+            await settle()
+            for task in list(pending):
+                if not task.done():
+                    continue
+                pending.remove(task)
+                if task.cancelled() or task.exception() is not None:
+                    continue
+                held.append(task.result())
+            check()
+
+        def check() -> None:
+            assert pool.in_use == len(held)
+            assert pool.in_use <= limit
+            assert 0 <= pool.overflow <= overflow
+            assert len(connector.live()) <= limit
+            # A connection is never handed to two holders, and never closed while held.
+            conns = [lease.conn for lease in held]
+            assert len({id(conn) for conn in conns}) == len(conns)
+            assert not any(conn.ended for conn in conns)
+            # Once settled, nobody waits while a connection could be given or opened.
+            if pending:
+                assert len(held) == limit
+
+        for name, index in operations:
+            if name == "acquire":
+                pending.append(asyncio.create_task(pool.acquire()))
+            elif name in ("release", "break", "lose") and held:
+                lease = held.pop(index % len(held))
+                pool.release(lease, broken=name == "break", lost=name == "lose")
+            elif name == "cancel" and pending:
+                pending[index % len(pending)].cancel()
+            elif name == "hand_and_cancel" and held and pending:
+                pool.release(held.pop(index % len(held)), broken=index % 2 == 1)
+                for task in pending:
+                    task.cancel()
+            elif name == "fail_next_connect":
+                connector.failures.append(OSError("refused"))
+            elif name == "age":
+                clock.now += 20_000.0
+            await step()
+
+        # Every waiter is served once the holders let go: nothing is stuck.
+        while held or pending:
+            while held:
+                pool.release(held.pop())
+            await step()
+            if not held:
+                assert not pending, "waiters left with nothing held"
+        assert pool.in_use == 0
+        connector.failures.clear()
+        # No slot leaked: the full size + overflow can be acquired at once.
+        leases = await acquire_all(pool, limit)
+        assert len({id(lease.conn) for lease in leases}) == limit
+        assert len(connector.live()) == limit
+        for lease in leases:
+            pool.release(lease)
+        await pool.dispose()
+        await settle()
+        assert connector.live() == []
+
+    run(scenario)
