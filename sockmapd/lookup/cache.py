@@ -56,11 +56,16 @@ class ReplyCache:
         """Return a number that changes at every clear()."""
         return self._generation
 
-    def get(self, key: str) -> Reply | None:
-        """Return the reply stored for key while it is fresh, else None; O(1)."""
+    def get(self, key: str, *, count_miss: bool = True) -> Reply | None:
+        """Return the reply stored for key while it is fresh, else None; O(1).
+
+        count_miss=False is for a first look that is followed by the real lookup
+        on a miss, so that one request counts one miss.
+        """
         entry = self._entries.get(key)
         if entry is None:
-            self.misses += 1
+            if count_miss:
+                self.misses += 1
             return None
         reply, stored = entry
         age = self._clock() - stored
@@ -71,14 +76,16 @@ class ReplyCache:
                 return reply
             if age >= self._keep:
                 del self._entries[key]
-            self.misses += 1
+            if count_miss:
+                self.misses += 1
             return None
         if age < self._negative_ttl:
             self._entries.move_to_end(key)
             self.hits += 1
             return reply
         del self._entries[key]
-        self.misses += 1
+        if count_miss:
+            self.misses += 1
         return None
 
     def get_stale(self, key: str) -> Reply | None:

@@ -142,6 +142,26 @@ class MapLookup:
         # the first one's query instead of sending its own.
         self._flights: dict[str, asyncio.Future[Reply | None]] = {}
 
+    def answer_now(self, key: str) -> Reply | None:
+        """Return the reply if it is known without the database (cached, filtered), else None.
+
+        For answering in the event loop's callback, with no task switch; a None
+        is followed by lookup(key), which counts the cache miss.
+        """
+        cache = self._cache
+        if cache is None and self._domains is None:
+            return None
+        if self._transforms:
+            try:
+                key = apply_transforms(key, self._transforms, self._delimiters)
+            except Exception:
+                return None  # lookup() reports it
+        if self._domains is not None:
+            parts = KeyParts.of(key)
+            if parts.domain is None or not parts.local or parts.domain.lower() not in self._domains:
+                return NOTFOUND_REPLY
+        return None if cache is None else cache.get(key, count_miss=False)
+
     async def lookup(self, key: str) -> Reply:
         """Return the reply for key; any database failure is TEMP or TIMEOUT, never NOTFOUND."""
         if self._transforms:

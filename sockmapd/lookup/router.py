@@ -22,13 +22,18 @@ class Router:
         """Return the configured map names."""
         return list(self._maps)
 
+    def answer_now(self, request: Request) -> Reply | None:
+        """Return the reply if it is known without waiting for a database, else None."""
+        lookup = self._maps.get(request.map_name)
+        if lookup is None:
+            return _unknown_map(request.map_name)
+        return lookup.answer_now(request.key)
+
     async def answer(self, request: Request) -> Reply:
         """Return the reply for one request; an unknown map is TEMP, as a config error."""
         lookup = self._maps.get(request.map_name)
         if lookup is None:
-            # The name comes from the client: cap what of it is echoed back.
-            name = request.map_name[:64]
-            return Reply.temp(f"unknown map {name!r}, check the sockmapd configuration")
+            return _unknown_map(request.map_name)
         return await lookup.lookup(request.key)
 
     def clear_caches(self) -> int:
@@ -41,6 +46,12 @@ class Router:
             cache = lookup.cache
             if cache is not None:
                 yield name, cache.hits, cache.misses, len(cache)
+
+
+def _unknown_map(map_name: str) -> Reply:
+    # The name comes from the client: cap what of it is echoed back.
+    name = map_name[:64]
+    return Reply.temp(f"unknown map {name!r}, check the sockmapd configuration")
 
 
 def build_router(config: Config, engines: Engines, metrics: Metrics | None = None) -> Router:

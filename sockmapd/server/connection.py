@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter
 from typing import Protocol
 
@@ -73,7 +75,9 @@ class Connection:
     """
 
     __slots__ = (
+        "_active_at",
         "_decoder",
+        "_deferred",
         "_metrics",
         "_pending",
         "_phase",
@@ -82,6 +86,7 @@ class Connection:
         "_service",
         "_settings",
         "_stream",
+        "_write_now",
         "peer",
     )
 
@@ -96,6 +101,16 @@ class Connection:
         self._phase = Phase.READ
         self._scope: anyio.CancelScope | None = None
         self._request_started = 0.0
+        # Answers given in the stream's callback (answer_now): when the last was,
+        # and a frame error met there, for the task to act on.
+        self._active_at: float | None = None
+        self._deferred: ProtocolError | None = None
+        self._write_now: Callable[[bytes], bool] | None = None
+        answer_with = getattr(stream, "answer_with", None)
+        write_now = getattr(stream, "write_now", None)
+        if answer_with is not None and write_now is not None:
+            self._write_now = write_now
+            answer_with(self.answer_now)
 
     def close_if_idle(self) -> None:
         """Close the connection now unless a request is being answered (for shutdown)."""
@@ -116,13 +131,19 @@ class Connection:
                     conn_log.debug("client=%s: close failed: %s", self.peer, exc)
 
     async def _serve(self) -> None:
+        resume_at: float | None = None
         while True:
             with anyio.CancelScope(
                 deadline=anyio.current_time() + self._settings.idle_timeout
             ) as scope:
                 self._scope = scope
-                await self._loop(scope)
+                await self._loop(scope, resume_at)
                 return
+            resume_at = self._still_active()
+            if resume_at is not None:
+                # The idle deadline passed while requests were answered in the
+                # stream's callback: idle counts from the last of them.
+                continue
             if self._phase is not Phase.LOOKUP or self._service.stopping:
                 conn_log.debug("client=%s: closed after %s timeout", self.peer, self._phase.value)
                 return
@@ -149,7 +170,71 @@ class Connection:
                     return
             return
 
-    async def _loop(self, scope: anyio.CancelScope) -> None:
+    def _still_active(self) -> float | None:
+        """Return the idle deadline counted from the last answer given in the callback.
+
+        None if there was none within idle_timeout, or if the connection is not
+        simply waiting for a request (a partial frame keeps its own deadline).
+        """
+        active_at = self._active_at
+        if (
+            active_at is None
+            or self._phase is not Phase.READ
+            or self._service.stopping
+            or self._decoder.has_partial
+        ):
+            return None
+        deadline = active_at + self._settings.idle_timeout
+        return deadline if deadline > anyio.current_time() else None
+
+    def answer_now(self, data: bytes) -> bool:
+        """Answer the requests in data that need no database, in the stream's callback.
+
+        Called only while the task waits for data, so no reply is in flight and
+        the replies keep their order. The first request that needs a lookup, and
+        every one behind it, goes to the task; so do frame errors and partial
+        frames (their deadlines are the task's). Returns False when the task must
+        wake up for such work.
+        """
+        try:
+            frames = self._decoder.feed(data)
+        except ProtocolError as exc:
+            self._deferred = exc
+            return False
+        pending = self._pending
+        write_now = self._write_now
+        if self._service.stopping or write_now is None:
+            pending.extend(frames)
+            return not pending and not self._decoder.has_partial
+        router = self._service.router
+        answered = False
+        stalled = False
+        for payload in frames:
+            if pending or stalled:
+                pending.append(payload)
+                continue
+            started = perf_counter()
+            try:
+                request = parse_request(payload)
+                reply = router.answer_now(request)
+            except MalformedRequest:
+                reply = None  # the task answers PERM and counts the error
+            except Exception:
+                conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
+                reply = None
+            if reply is None:
+                pending.append(payload)
+                continue
+            answered = True
+            if not write_now(self._finish(payload, reply, request.map_name, started)):
+                # The client does not read its replies: the rest waits in the
+                # task, which waits for the client.
+                stalled = True
+        if answered:
+            self._active_at = asyncio.get_running_loop().time()
+        return not pending and not self._decoder.has_partial
+
+    async def _loop(self, scope: anyio.CancelScope, resume_at: float | None = None) -> None:
         settings = self._settings
         decoder = self._decoder
         pending = self._pending
@@ -176,12 +261,22 @@ class Connection:
                 if not partial_since:
                     partial_since = True
                     scope.deadline = anyio.current_time() + settings.request_timeout
+            elif resume_at is not None:
+                partial_since = False
+                scope.deadline = resume_at
             else:
                 partial_since = False
                 scope.deadline = anyio.current_time() + settings.idle_timeout
+            resume_at = None
             try:
                 chunk = await stream.receive(RECEIVE_SIZE)
             except _CLOSED:
+                return
+            deferred = self._deferred
+            if deferred is not None:
+                # A frame error met in answer_now: the frames before it are in it.
+                self._deferred = None
+                await self._frame_error(deferred, scope)
                 return
             try:
                 pending.extend(decoder.feed(chunk))
@@ -226,12 +321,17 @@ class Connection:
             except Exception:
                 conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
                 reply = INTERNAL_ERROR
+        return self._finish(payload, reply, map_name, started)
+
+    def _finish(self, payload: bytes, reply: Reply, map_name: str | None, started: float) -> bytes:
+        """Encode reply, count and log it; return the bytes to send."""
         try:
             data = encode_reply(reply, self._settings.max_reply_bytes)
         except ReplyTooLargeError as exc:
             # What is counted and logged is what the client got.
             reply = self._too_large(exc)
             data = encode_reply(reply)
+        metrics = self._metrics
         if metrics is not None:
             metrics.request(map_name, reply.status, perf_counter() - started)
         _log_request(self.peer, payload, reply, started)

@@ -476,3 +476,23 @@ def test_cache_options_survive_convert() -> None:
     again = Config.model_validate(tomllib.loads(to_toml(config)))
     assert again.maps["m"].cache_ttl == 30.0
     assert again.maps["m"].stale_ttl == 600.0
+
+
+def test_answer_now_gives_cached_answers_and_counts_a_miss_only_once() -> None:
+    lookup = FakeLookup({"k": "v"}, cache_ttl=10.0)
+    cache = lookup.cache
+    assert cache is not None
+    assert lookup.answer_now("k") is None  # not cached yet, and not counted
+    assert (cache.hits, cache.misses) == (0, 0)
+    assert run(lookup, "k") == Reply.ok("v")  # the lookup that follows counts it
+    assert (cache.hits, cache.misses) == (0, 1)
+    assert lookup.answer_now("k") == Reply.ok("v")
+    assert (cache.hits, cache.misses) == (1, 1)
+    assert lookup.queries == 1
+
+
+def test_answer_now_without_a_cache_leaves_everything_to_the_lookup() -> None:
+    lookup = FakeLookup({"k": "v"})
+    assert lookup.answer_now("k") is None
+    assert run(lookup, "k") == Reply.ok("v")
+    assert lookup.answer_now("k") is None
