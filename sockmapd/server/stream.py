@@ -209,6 +209,19 @@ class LeanStream(ByteStream):
         self._transport.close()
 
 
+async def lean_socket(sock: socket.socket) -> LeanStream:
+    """Return a LeanStream over a connection accepted straight from a listening socket."""
+    sock.setblocking(False)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        peer: Any = sock.getpeername()
+    else:
+        peer = ""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_accepted_socket(_Protocol, sock)
+    return LeanStream(transport, protocol, peer)
+
+
 async def lean(stream: ByteStream) -> ByteStream:
     """Return a LeanStream over stream's connection, or stream itself if it cannot move."""
     transport = getattr(stream, "_transport", None)

@@ -597,3 +597,34 @@ def test_password_file_config_readable_by_others_is_not_warned_about(tmp_path: P
         assert "readable" not in daemon.log()
     finally:
         daemon.stop()
+
+
+def test_the_allow_list_holds_for_connections_accepted_in_a_burst(
+    start_daemon: DaemonFactory,
+) -> None:
+    # Connections already waiting are accepted several per event-loop turn: every
+    # one of them must pass the same check as a connection accepted alone.
+    daemon = start_daemon('allow = ["127.0.0.2/32"]')
+    assert daemon.port is not None
+    allowed: list[SocketmapClient] = []
+    denied: list[socket.socket] = []
+    for _ in range(40):
+        allowed.append(
+            SocketmapClient(
+                socket.create_connection(
+                    ("127.0.0.1", daemon.port), timeout=10.0, source_address=("127.0.0.2", 0)
+                )
+            )
+        )
+        denied.append(socket.create_connection(("127.0.0.1", daemon.port), timeout=10.0))
+    for sock in denied:
+        sock.sendall(netstring(b"recipient " + FOUND.encode()))
+    for client in allowed:
+        assert client.ask("recipient", FOUND) == FOUND_REPLY
+    for sock in denied:
+        try:
+            data = sock.recv(100)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", data
+        sock.close()
