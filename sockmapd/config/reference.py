@@ -237,12 +237,14 @@ DESCRIPTIONS: dict[str, str] = {
         "`--check-config --connect`."
     ),
     "databases.pool_size": (
-        "Connections kept open for lookups (for SQLite, one driver thread each)."
+        "Connections kept open for lookups (for SQLite, one driver thread each). Lookups "
+        "that find every connection busy wait in arrival order, up to `query_timeout` "
+        "(then `TEMP`)."
     ),
     "databases.max_overflow": (
-        "Extra connections opened under load beyond `pool_size` and closed again when "
-        "returned. Under a steady load above `pool_size` every lookup then opens and closes "
-        "one, which costs far more than waiting for a pooled connection: prefer a larger "
+        "Extra connections opened when all `pool_size` connections are busy; one is "
+        "closed when it comes back and no lookup waits for it. A load that rises and "
+        "falls around `pool_size` then opens and closes connections: prefer a larger "
         "`pool_size`."
     ),
     "databases.retry_interval": (
