@@ -32,6 +32,7 @@ from sockmapd.server.listeners import (
     BoundListener,
     ListenError,
     UnixPermissions,
+    accept_in_slot,
     adopt_sockets,
     describe_peer,
     open_listeners,
@@ -41,7 +42,6 @@ from sockmapd.server.stream import lean, lean_socket
 
 log = logging.getLogger(__name__)
 
-ACCEPT_ERROR_PAUSE = 0.1
 # After each accept, take up to this many more connections that are already
 # waiting: one accept per event-loop turn starves new clients when the loop is
 # busy answering (measured: 500 clients connecting at once to a busy server,
@@ -354,24 +354,9 @@ class Daemon:
                     "max_connections=%d reached: new clients wait in the listen backlog",
                     self._slots.total_tokens,
                 )
-            # Taking a slot before accept() leaves clients over the limit in the
-            # kernel's backlog, where they cost this process nothing.
-            await self._slots.acquire_on_behalf_of(slot)
-            try:
-                stream = await bound.listener.accept()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                self._slots.release_on_behalf_of(slot)
+            stream = await accept_in_slot(bound, self._slots, slot)
+            if stream is None:
                 return
-            except OSError as exc:
-                self._slots.release_on_behalf_of(slot)
-                # Out of file descriptors and the like: wait a little instead of
-                # spinning, and keep the listener.
-                log.error("accept on %s failed: %s", bound.address, exc)
-                await anyio.sleep(ACCEPT_ERROR_PAUSE)
-                continue
-            except BaseException:
-                self._slots.release_on_behalf_of(slot)
-                raise
             remote = stream.extra(SocketAttribute.remote_address, None)
             if isinstance(remote, tuple):
                 assert self._generation is not None

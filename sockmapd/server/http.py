@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sockmapd.backends.health import HealthReport
 from sockmapd.metrics import Metrics
-from sockmapd.server.listeners import BoundListener, describe_peer
+from sockmapd.server.listeners import BoundListener, accept_in_slot, describe_peer
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ MAX_CLIENTS = 16
 MAX_HEAD_BYTES = 8192
 READ_TIMEOUT = 10.0
 WRITE_TIMEOUT = 10.0
-ACCEPT_ERROR_PAUSE = 0.1
 RECEIVE_SIZE = 4096
 
 _CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -114,20 +113,9 @@ class MetricsServer:
     async def _accept_loop(self, bound: BoundListener, tasks: TaskGroup) -> None:
         while True:
             slot = object()
-            await self._slots.acquire_on_behalf_of(slot)
-            try:
-                stream = await bound.listener.accept()
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                self._slots.release_on_behalf_of(slot)
+            stream = await accept_in_slot(bound, self._slots, slot)
+            if stream is None:
                 return
-            except OSError as exc:
-                self._slots.release_on_behalf_of(slot)
-                log.error("accept on %s failed: %s", bound.address, exc)
-                await anyio.sleep(ACCEPT_ERROR_PAUSE)
-                continue
-            except BaseException:
-                self._slots.release_on_behalf_of(slot)
-                raise
             tasks.start_soon(self._run, stream, describe_peer(stream), slot)
 
     async def _run(self, stream: ByteStream, peer: str, slot: object) -> None:

@@ -13,11 +13,14 @@ from typing import cast
 
 import anyio
 from anyio import TypedAttributeProvider
-from anyio.abc import SocketAttribute, SocketListener
+from anyio.abc import SocketAttribute, SocketListener, SocketStream
 
 from sockmapd.config import TcpAddress, UnixAddress
 
 log = logging.getLogger(__name__)
+
+# After a failed accept (out of file descriptors, say), wait this long before the next.
+ACCEPT_ERROR_PAUSE = 0.1
 
 # The kernel's accept queue: while max_connections is reached, new clients wait here.
 BACKLOG = 4096
@@ -223,3 +226,30 @@ def describe_peer(stream: TypedAttributeProvider) -> str:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     local = stream.extra(SocketAttribute.local_address, "")
     return f"unix:{local}" if local else "unix"
+
+
+async def accept_in_slot(
+    bound: BoundListener, slots: anyio.CapacityLimiter, slot: object
+) -> SocketStream | None:
+    """Take a slot of slots for slot, then return the next connection on bound.
+
+    The slot stays taken for the connection returned. None means the listener
+    was closed (the slot is given back). Taking the slot before accept() leaves
+    clients over the limit in the kernel's backlog, where they cost nothing; an
+    accept that fails (out of file descriptors, say) is retried after a pause
+    instead of spinning, and the listener is kept.
+    """
+    while True:
+        await slots.acquire_on_behalf_of(slot)
+        try:
+            return await bound.listener.accept()
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            slots.release_on_behalf_of(slot)
+            return None
+        except OSError as exc:
+            slots.release_on_behalf_of(slot)
+            log.error("accept on %s failed: %s", bound.address, exc)
+            await anyio.sleep(ACCEPT_ERROR_PAUSE)
+        except BaseException:
+            slots.release_on_behalf_of(slot)
+            raise
