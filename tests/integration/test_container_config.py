@@ -25,7 +25,6 @@ from tests.unit.test_container import (
     ROOT,
     SOCKETMAP_RE,
     container_config_document,
-    metrics_supported,
 )
 
 pytestmark = pytest.mark.postfix
@@ -67,8 +66,7 @@ def test_compose_example_answers_postfix(
         # The tests run as root in CI; the image itself runs as uid 10000.
         document["server"]["allow_root"] = True
         metrics_port = free_port()
-        if metrics_supported():
-            document["metrics"]["listen"] = f"tcp://127.0.0.1:{metrics_port}"
+        document["metrics"]["listen"] = f"tcp://127.0.0.1:{metrics_port}"
         url = pg_server.url
         document["databases"]["mail"].update(
             hosts=[url.host or "127.0.0.1"], port=url.port or 5432, name=name, user=url.username
@@ -92,10 +90,9 @@ def test_compose_example_answers_postfix(
                 assert result.stdout == expected, (map_name, key, result.stderr)
             missing = _postmap(postmap, "nobody@example.com", here["recipient"])
             assert (missing.returncode, missing.stdout, missing.stderr) == (1, "", "")
-            if metrics_supported():
-                health = f"http://127.0.0.1:{metrics_port}/healthz"
-                with urllib.request.urlopen(health, timeout=10) as response:
-                    assert response.status == 200
+            health = f"http://127.0.0.1:{metrics_port}/healthz"
+            with urllib.request.urlopen(health, timeout=10) as response:
+                assert response.status == 200
         finally:
             assert daemon.stop() == 0, daemon.log()
     finally:

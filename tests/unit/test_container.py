@@ -19,7 +19,6 @@ import tomli_w
 import yaml
 
 from sockmapd.config import load_config
-from sockmapd.config.models import Config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -30,17 +29,9 @@ CONFIG_IN_IMAGE = "/etc/sockmapd/sockmapd.toml"
 SOCKETMAP_RE = re.compile(r"socketmap:inet:(?P<host>[^:\s]+):(?P<port>\d+):(?P<map>[^\s,]+)")
 
 
-def metrics_supported() -> bool:
-    """Return True once the config knows the [metrics] section (the /healthz listener)."""
-    return "metrics" in Config.model_fields
-
-
 def container_config_document() -> dict[str, Any]:
-    """Return contrib/docker/sockmapd.toml as a dict, less [metrics] if sockmapd lacks it yet."""
-    document = tomllib.loads(CONTAINER_CONFIG.read_text())
-    if not metrics_supported():
-        document.pop("metrics")
-    return document
+    """Return contrib/docker/sockmapd.toml as a dict."""
+    return tomllib.loads(CONTAINER_CONFIG.read_text())
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
