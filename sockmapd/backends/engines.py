@@ -66,7 +66,7 @@ class Engines:
         return self._engines[name]
 
     def pool(self, name: str) -> DriverPool | None:
-        """Return the lookup pool of database name, or None if lookups use the engine."""
+        """Return the lookup pool of database name, or None if it has none."""
         return self._pools.get(name)
 
     def items(self) -> list[tuple[str, AsyncEngine]]:

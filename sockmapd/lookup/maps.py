@@ -6,10 +6,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import String, bindparam, text
-from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
@@ -312,10 +311,10 @@ class MapLookup:
 
     async def _fetch(self, params: dict[str, str]) -> Sequence[Sequence[object]]:
         pool = self._pool
-        if pool is None:
-            return await self._fetch_with_engine(params)
-        assert self._prepared is not None
         prepared = self._prepared
+        if pool is None or prepared is None:
+            # Only a map built without a database (a test double) gets here.
+            raise DatabaseUnavailable(f"database {self.database}: no connection pool")
         lease = await pool.acquire()
         broken = lost = False
         try:
@@ -331,18 +330,6 @@ class MapLookup:
             raise
         finally:
             pool.release(lease, broken=broken, lost=lost)
-
-    async def _fetch_with_engine(self, params: dict[str, str]) -> Sequence[Row[Any]]:
-        async with self._engine.connect() as conn:
-            try:
-                async with asyncio.timeout(self._query_timeout):
-                    result = await conn.execute(self._statement, params)
-                    return result.all()
-            except TimeoutError:
-                # The connection is in the middle of a query: it cannot go back
-                # to the pool. Invalidating closes it without a round trip.
-                await conn.invalidate()
-                raise
 
 
 _DRIVER_ERRORS = driver_errors()
