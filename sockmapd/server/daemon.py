@@ -194,21 +194,26 @@ class Daemon:
         server = self._initial.server
         if self._sockets is not None:
             return await adopt_sockets(self._sockets), []
+        # The metrics listener first: once the socketmap port accepts connections,
+        # /metrics and /healthz do too (a start-up probe may rely on that).
+        metrics_listeners: list[BoundListener] = []
+        address = self._initial.metrics.listen_address()
+        if address is not None:
+            try:
+                metrics_listeners = await open_listeners([address])
+            except ListenError as exc:
+                raise StartupError(f"metrics: {exc}") from exc
         try:
             listeners = await self._listen(server)
         except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
+            for bound in metrics_listeners:
+                await bound.aclose()
             raise StartupError(str(exc)) from exc
-        metrics_listeners: list[BoundListener] = []
         try:
-            address = self._initial.metrics.listen_address()
-            if address is not None:
-                metrics_listeners = await open_listeners([address])
             drop_to_run_as(server)
-        except (ListenError, PrivilegeError) as exc:
+        except PrivilegeError as exc:
             for bound in listeners + metrics_listeners:
                 await bound.aclose()
-            if isinstance(exc, ListenError):
-                raise StartupError(f"metrics: {exc}") from exc
             raise StartupError(str(exc)) from exc
         warn_about_exposure(self._initial, self._config_path)
         return listeners, metrics_listeners
