@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.activation import socket_activated
 from tests.integration.conftest import DaemonFactory, make_sqlite, toml_config
 from tests.integration.daemon import Daemon, SocketmapClient, free_port
 
@@ -224,62 +224,27 @@ def test_systemd_sockets_are_shared_and_readiness_comes_from_the_supervisor(
     db = make_sqlite(tmp_path / "act.sqlite3")
     config = tmp_path / "act.toml"
     config.write_text(toml_config(db, [f"tcp://127.0.0.1:{free_port()}"], "workers = 2"))
-    tcp = socket.socket()
-    tcp.bind(("127.0.0.1", 0))
-    tcp.listen()
-    unix_path = str(tmp_path / "act.sock")
-    unix = socket.socket(socket.AF_UNIX)
-    unix.bind(unix_path)
-    unix.listen()
-    notify_path = str(tmp_path / "notify")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(WAIT)
-
-    def place_fds() -> None:
-        os.dup2(tcp.fileno(), 3)
-        os.dup2(unix.fileno(), 4)
-
-    env = dict(os.environ, LISTEN_FDS="2", NOTIFY_SOCKET=notify_path)
-    command = f'LISTEN_PID=$$ exec {sys.executable} -m sockmapd -c "{config}"'
-    log_path = tmp_path / "act.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            ["sh", "-c", command],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(3, 4, tcp.fileno(), unix.fileno()),
-            preexec_fn=place_fds,
-        )
-    try:
+    with socket_activated(config, tmp_path, timeout=WAIT) as daemon:
         # One READY=1, sent by the supervisor once both workers accept.
-        assert notify.recv(100) == b"READY=1"
-        assert "2 workers serving" in log_path.read_text()
-        pids = children(process.pid)
+        assert daemon.next_notification() == b"READY=1"
+        assert "2 workers serving" in daemon.log_path.read_text()
+        pids = children(daemon.process.pid)
         assert len(pids) == 2
-        port = tcp.getsockname()[1]
         assert (
-            SocketmapClient.tcp(port).ask("recipient", "bob@example.com") == b"OK bob@example.com"
+            SocketmapClient.tcp(daemon.tcp_port).ask("recipient", "bob@example.com")
+            == b"OK bob@example.com"
         )
-        over_unix = SocketmapClient.unix(unix_path)
+        over_unix = SocketmapClient.unix(daemon.unix_path)
         assert over_unix.ask("recipient", "bob@example.com") == b"OK bob@example.com"
-        process.send_signal(signal.SIGTERM)
-        assert notify.recv(100) == b"STOPPING=1"
-        assert process.wait(WAIT) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        tcp.close()
-        unix.close()
-        notify.close()
-    text = log_path.read_text()
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.next_notification() == b"STOPPING=1"
+        assert daemon.process.wait(WAIT) == 0
+    text = daemon.log_path.read_text()
     assert "sockets passed by systemd" in text
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists()
     # The socket file belongs to systemd: sockmapd must not remove it.
-    assert Path(unix_path).exists()
+    assert Path(daemon.unix_path).exists()
 
 
 INIT_CONFIG = """
