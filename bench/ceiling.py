@@ -78,7 +78,13 @@ async def postgresql(dsn: str, size: int) -> Fetch:
     """Return a lookup on an asyncpg pool."""
     import asyncpg
 
-    pool: Any = await asyncpg.create_pool(dsn, min_size=1, max_size=size)
+    async def keep_session(_conn: Any) -> None:
+        # asyncpg resets a connection on every release (one more round trip:
+        # pg_advisory_unlock_all, CLOSE ALL, UNLISTEN, RESET ALL); sockmapd's pool
+        # does not, so neither does the ceiling it is measured against.
+        return None
+
+    pool: Any = await asyncpg.create_pool(dsn, min_size=1, max_size=size, reset=keep_session)
     query = f"SELECT maildir FROM {TABLE} WHERE address = $1"  # noqa: S608
 
     async def fetch(key: str) -> str | None:
