@@ -1,0 +1,56 @@
+"""What a database failure means, decided once at the driver boundary.
+
+Each driver translates its own exceptions into this tree; the pool, the lookup,
+the health check and the metrics switch on the type and never look at a
+driver's exception or message text. ``kind`` is the metrics label
+(sockmapd_database_errors_total{kind}). None of these is an OSError or a
+TimeoutError, so a generic ``except OSError`` or ``except TimeoutError``
+elsewhere can never mistake one for another.
+"""
+
+from __future__ import annotations
+
+
+class DatabaseError(Exception):
+    """A lookup could not get an answer from its database: the reply is TEMP or TIMEOUT."""
+
+    kind = "query_error"
+
+
+class QueryTimeout(DatabaseError):
+    """The query ran past query_timeout; it was cancelled and only its connection replaced."""
+
+    kind = "timeout"
+
+
+class ConnectionLost(DatabaseError):
+    """The connection is unusable (server restart, cut network, terminated session).
+
+    The connection is closed and the lookup is tried once more on another one.
+    """
+
+    kind = "lost_connection"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """No host of the database accepted a new connection."""
+
+    kind = "unavailable"
+
+
+class PoolClosed(DatabaseError):
+    """The pool was closed: the config it belonged to was replaced or the daemon stops."""
+
+    kind = "unavailable"
+
+
+class PoolExhausted(DatabaseError):
+    """No pooled connection became free within the pool's wait limit."""
+
+    kind = "pool_timeout"
+
+
+class QueryFailed(DatabaseError):
+    """The server refused the query (syntax, rights, a missing table); the connection is fine."""
+
+    kind = "query_error"
