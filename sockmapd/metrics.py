@@ -20,13 +20,9 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as EnginePoolTimeout
 
 from sockmapd import __version__
-from sockmapd.backends.connectors import DatabaseUnavailable
-from sockmapd.backends.drivers import is_lost_connection
-from sockmapd.backends.pool import PoolTimeout
+from sockmapd.backends.errors import DatabaseError
 from sockmapd.protocol import Status
 
 if TYPE_CHECKING:
@@ -62,52 +58,16 @@ StateSource = Callable[[], "tuple[Router, Engines]"]
 
 
 class DatabaseErrors:
-    """Counts the failures of one database by kind; this base class counts nothing."""
+    """Counts the failed lookups of one database by kind (an ErrorRecorder)."""
 
-    __slots__ = ()
-
-    def timeout(self) -> None:
-        """Count a query that exceeded query_timeout."""
-
-    def lost_connection(self) -> None:
-        """Count a pooled connection that broke during a lookup."""
-
-    def failed(self, exc: BaseException) -> None:
-        """Count a lookup that failed with exc (classified into one kind)."""
-
-
-NO_DATABASE_ERRORS = DatabaseErrors()
-
-
-class _CountedDatabaseErrors(DatabaseErrors):
     __slots__ = ("_kinds",)
 
     def __init__(self, counter: Counter, database: str) -> None:
         self._kinds = {kind: counter.labels(database, kind) for kind in DATABASE_ERROR_KINDS}
 
-    def timeout(self) -> None:
-        self._kinds["timeout"].inc()
-
-    def lost_connection(self) -> None:
-        self._kinds["lost_connection"].inc()
-
-    def failed(self, exc: BaseException) -> None:
-        self._kinds[database_error_kind(exc)].inc()
-
-
-def database_error_kind(exc: BaseException) -> str:
-    """Return the kind label of a database failure: one of DATABASE_ERROR_KINDS."""
-    if isinstance(exc, DatabaseUnavailable):
-        return "unavailable"
-    if isinstance(exc, PoolTimeout | EnginePoolTimeout):
-        return "pool_timeout"
-    if isinstance(exc, TimeoutError):
-        return "timeout"
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return "lost_connection"
-    if is_lost_connection(exc):
-        return "lost_connection"
-    return "query_error"
+    def failed(self, error: DatabaseError) -> None:
+        """Count one failure under its kind."""
+        self._kinds[error.kind].inc()
 
 
 class ListenerMetrics:
@@ -250,7 +210,7 @@ class Metrics:
 
     def database_errors(self, database: str) -> DatabaseErrors:
         """Return the error counters of one database, to hand to its maps."""
-        return _CountedDatabaseErrors(self._database_errors, database)
+        return DatabaseErrors(self._database_errors, database)
 
     def reloaded(self, ok: bool) -> None:
         """Count a reload; a successful one also sets the last reload time."""

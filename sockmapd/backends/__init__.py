@@ -1,10 +1,11 @@
-"""Database engines: one SQLAlchemy async engine per configured database."""
+"""Databases: engines for dialects and schema checks, lookup pools on the raw drivers."""
 
 from sockmapd.backends.engines import (
-    DatabaseError,
     DatabaseSetupError,
+    EngineError,
     Engines,
     create_engines,
 )
+from sockmapd.backends.errors import DatabaseError
 
-__all__ = ["DatabaseError", "DatabaseSetupError", "Engines", "create_engines"]
+__all__ = ["DatabaseError", "DatabaseSetupError", "EngineError", "Engines", "create_engines"]

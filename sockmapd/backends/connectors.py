@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any, Protocol
 
+from sockmapd.backends.errors import DatabaseUnavailable
 from sockmapd.backends.hosts import HostList
 from sockmapd.backends.tls import client_tls_context
 from sockmapd.config import DatabaseConfig, Endpoint
@@ -23,10 +25,6 @@ log = logging.getLogger(__name__)
 # is accepted instead.
 _SERVER_READ_ONLY_MODES = frozenset({"read-write", "read-only"})
 _READ_ONLY_SESSION = "SET SESSION default_transaction_read_only = on"
-
-
-class DatabaseUnavailable(ConnectionError):
-    """No host of a database could be connected to."""
 
 
 class RoleMismatch(Exception):
@@ -53,6 +51,8 @@ class Connector:
             self._connect_mysql if db.dialect == "mysql" else self._connect_postgresql
         )
         self._read_only_at_startup = db.target_session_attrs not in _SERVER_READ_ONLY_MODES
+        # Which host each open connection went to, for beside().
+        self._origins: weakref.WeakKeyDictionary[Any, Endpoint] = weakref.WeakKeyDictionary()
 
     @property
     def hosts(self) -> HostList[Endpoint]:
@@ -103,12 +103,21 @@ class Connector:
                     continue
             if fallback is not None:
                 await _close_quietly(fallback[1])
+            self._origins[conn] = endpoint
             return conn
         if fallback is not None:
+            self._origins[fallback[1]] = fallback[0]
             return fallback[1]
         raise DatabaseUnavailable(
             f"database {self.name}: no usable host ({'; '.join(errors) or 'no hosts'})"
         )
+
+    async def beside(self, conn: Any) -> Any:
+        """Return a new connection to the server conn is connected to (to stop its query)."""
+        endpoint = self._origins.get(conn)
+        if endpoint is None:
+            raise DatabaseUnavailable(f"database {self.name}: the connection's host is unknown")
+        return await asyncio.wait_for(self._connect_one(endpoint), timeout=self._db.connect_timeout)
 
     async def _connect_mysql(self, endpoint: Endpoint) -> Any:
         import asyncmy

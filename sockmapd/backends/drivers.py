@@ -12,11 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
+
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    QueryFailed,
+    QueryTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +34,13 @@ Rows = Sequence[Sequence[object]]
 _MYSQL_LOST = frozenset({2006, 2013, 2055, 4031})
 # PostgreSQL SQLSTATE classes and codes that end the session: connection
 # exceptions (08) and an administrator or crash shutdown (57P01..57P03).
-_PG_LOST_CLASSES = ("08", "57P01", "57P02", "57P03")
+_PG_LOST = ("08", "57P01", "57P02", "57P03")
+_PG_QUERY_CANCELED = "57014"
+# Query execution was interrupted (KILL QUERY), maximum statement execution time
+# exceeded (max_statement_time): the statement stopped, the connection is fine.
+_MYSQL_INTERRUPTED = frozenset({1317, 1969, 3024})
+# Closing politely: a server that does not answer within this is dropped.
+_CLOSE_TIMEOUT = 2.0
 
 
 class PreparedLookup:
@@ -48,33 +61,58 @@ class PreparedLookup:
 
 
 class Driver(Protocol):
-    """What the connection pool and the lookup need from one database driver."""
+    """What the connection pool needs from one database driver.
 
-    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...]) -> Rows:
-        """Run sql with args on conn and return every row."""
+    fetch raises only the errors of sockmapd.backends.errors: the driver is the one
+    place that says what its own exceptions mean.
+    """
+
+    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
+        """Run sql with args on conn within query_timeout seconds and return every row."""
 
     async def close(self, conn: Any) -> None:
         """Close conn politely; never raises."""
 
     def abort(self, conn: Any) -> Awaitable[None] | None:
-        """Drop conn at once (it may be in the middle of a query); never raises."""
+        """Drop conn at once; never raises."""
 
-    def is_lost(self, exc: BaseException) -> bool:
-        """Return True if exc means the connection broke, not that the query failed."""
+    def stop(self, conn: Any) -> Awaitable[None]:
+        """Stop the statement conn may still be running on the server, then close conn."""
+
+    def translate(self, exc: BaseException) -> DatabaseError:
+        """Return what exc, raised by this driver during a query, means."""
+
+
+def _one_line(exc: BaseException) -> str:
+    flat = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {flat[:300]}" if flat else type(exc).__name__
+
+
+def _unknown(exc: BaseException) -> DatabaseError:
+    # Nothing says what state the connection is in: it is not reused.
+    return QueryFailed(_one_line(exc), reusable=False)
 
 
 class PostgresDriver:
-    """asyncpg: Connection.fetch keeps the statement prepared on each connection."""
+    """asyncpg: Connection.fetch keeps the statement prepared on each connection.
 
-    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...]) -> Rows:
-        """Run sql with args on conn and return every row."""
-        rows: Rows = await conn.fetch(sql, *args)
+    asyncpg's own timeout sends the server a cancel request when it passes, and
+    closing the connection politely waits for that cancel to be acknowledged, so a
+    timed-out query stops on the server too.
+    """
+
+    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
+        """Run sql with args on conn within query_timeout seconds and return every row."""
+        try:
+            rows: Rows = await conn.fetch(sql, *args, timeout=query_timeout)
+        except Exception as exc:
+            raise self.translate(exc) from exc
         return rows
 
     async def close(self, conn: Any) -> None:
         """Close conn politely; never raises."""
         try:
-            await asyncio.wait_for(conn.close(), timeout=1.0)
+            await conn.close(timeout=_CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("closing a database connection failed: %s", exc)
             conn.terminate()
@@ -86,36 +124,60 @@ class PostgresDriver:
         except Exception as exc:
             log.debug("dropping a database connection failed: %s", exc)
 
-    def is_lost(self, exc: BaseException) -> bool:
-        """Return True if exc means the connection broke."""
+    def stop(self, conn: Any) -> Awaitable[None]:
+        """Wait for asyncpg's cancel request to be acknowledged, then close conn."""
+        return self.close(conn)
+
+    def translate(self, exc: BaseException) -> DatabaseError:
+        """Return what an asyncpg exception means."""
         import asyncpg
 
-        if isinstance(exc, OSError | EOFError | asyncpg.ConnectionDoesNotExistError):
-            return True
-        if isinstance(exc, asyncpg.InterfaceError):
-            # "connection is closed", "another operation is in progress": the
-            # connection cannot be trusted for the next lookup.
-            return True
+        if isinstance(exc, TimeoutError):
+            return QueryTimeout("the query ran past query_timeout and was cancelled")
+        if isinstance(exc, OSError | EOFError | asyncpg.InterfaceError):
+            # A broken socket, "connection is closed", "another operation is in
+            # progress": the connection cannot serve the next lookup.
+            return ConnectionLost(_one_line(exc))
+        if isinstance(exc, asyncpg.InternalClientError):
+            # After pg_terminate_backend asyncpg's protocol state machine can fail
+            # first ("cannot switch to state 12"): the connection is unusable.
+            return ConnectionLost(_one_line(exc))
         if isinstance(exc, asyncpg.PostgresError):
             state = str(getattr(exc, "sqlstate", "") or "")
-            return state.startswith(_PG_LOST_CLASSES)
-        return False
+            if state.startswith(_PG_LOST):
+                return ConnectionLost(_one_line(exc))
+            if state == _PG_QUERY_CANCELED:
+                # statement_timeout on the server, or a cancel request.
+                return QueryTimeout(_one_line(exc))
+            return QueryFailed(_one_line(exc))
+        return _unknown(exc)
 
 
 class MysqlDriver:
-    """asyncmy: the driver escapes the key into the statement, as SQLAlchemy does."""
+    """asyncmy: the driver escapes the key into the statement, as SQLAlchemy does.
 
-    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...]) -> Rows:
-        """Run sql with args on conn and return every row."""
-        async with conn.cursor() as cursor:
-            await cursor.execute(sql, args)
-            rows: Rows = await cursor.fetchall()
-            return rows
+    A query past its timeout is stopped with KILL QUERY from a side connection to
+    the same server (the MySQL protocol has no cancel request), opened by beside.
+    """
+
+    def __init__(self, beside: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+        self._beside = beside
+
+    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
+        """Run sql with args on conn within query_timeout seconds and return every row."""
+        try:
+            async with asyncio.timeout(query_timeout):
+                async with conn.cursor() as cursor:
+                    await cursor.execute(sql, args)
+                    rows: Rows = await cursor.fetchall()
+                    return rows
+        except Exception as exc:
+            raise self.translate(exc) from exc
 
     async def close(self, conn: Any) -> None:
         """Close conn politely; never raises."""
         try:
-            await asyncio.wait_for(conn.ensure_closed(), timeout=1.0)
+            await asyncio.wait_for(conn.ensure_closed(), timeout=_CLOSE_TIMEOUT)
         except Exception as exc:
             log.debug("closing a database connection failed: %s", exc)
             self.abort(conn)
@@ -127,16 +189,45 @@ class MysqlDriver:
         except Exception as exc:
             log.debug("dropping a database connection failed: %s", exc)
 
-    def is_lost(self, exc: BaseException) -> bool:
-        """Return True if exc means the connection broke."""
+    async def stop(self, conn: Any) -> None:
+        """KILL QUERY conn's statement from a side connection, then drop conn; never raises."""
+        try:
+            thread_id = conn.thread_id()
+        except Exception:
+            thread_id = None
+        # Dropped first: the server ends the statement's session once the statement
+        # stops, and nothing will read its answer.
+        self.abort(conn)
+        if self._beside is None or not thread_id:
+            return
+        side = None
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT * 5):
+                side = await self._beside(conn)
+                async with side.cursor() as cursor:
+                    await cursor.execute(f"KILL QUERY {int(thread_id)}")
+        except Exception as exc:
+            log.warning("could not stop a timed-out query on the server: %s", _one_line(exc))
+        finally:
+            if side is not None:
+                self.abort(side)
+
+    def translate(self, exc: BaseException) -> DatabaseError:
+        """Return what an asyncmy exception means."""
         from asyncmy import errors
 
+        if isinstance(exc, TimeoutError):
+            return QueryTimeout("the query ran past query_timeout and was stopped")
         if isinstance(exc, OSError | EOFError | errors.InterfaceError):
-            return True
-        if isinstance(exc, errors.OperationalError):
+            return ConnectionLost(_one_line(exc))
+        if isinstance(exc, errors.Error):
             code = exc.args[0] if exc.args else None
-            return code in _MYSQL_LOST
-        return False
+            if code in _MYSQL_LOST:
+                return ConnectionLost(_one_line(exc))
+            if code in _MYSQL_INTERRUPTED:
+                return QueryTimeout(_one_line(exc))
+            return QueryFailed(_one_line(exc))
+        return _unknown(exc)
 
 
 class SqliteDriver:
@@ -160,10 +251,14 @@ class SqliteDriver:
             raise
         return conn
 
-    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...]) -> Rows:
-        """Run sql with args on conn and return every row."""
-        rows: Rows = await conn.execute_fetchall(sql, args)
-        return rows
+    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
+        """Run sql with args on conn within query_timeout seconds and return every row."""
+        try:
+            async with asyncio.timeout(query_timeout):
+                rows: Rows = await conn.execute_fetchall(sql, args)
+                return rows
+        except Exception as exc:
+            raise self.translate(exc) from exc
 
     async def close(self, conn: Any) -> None:
         """Close conn; never raises."""
@@ -173,6 +268,10 @@ class SqliteDriver:
             log.debug("closing a database connection failed: %s", exc)
 
     def abort(self, conn: Any) -> Awaitable[None]:
+        """Interrupt a running statement, then close conn; never raises."""
+        return self.stop(conn)
+
+    def stop(self, conn: Any) -> Awaitable[None]:
         """Interrupt a running statement, then close conn; never raises."""
         raw: sqlite3.Connection | None = getattr(conn, "_connection", None)
         if raw is not None:
@@ -184,9 +283,16 @@ class SqliteDriver:
                 log.debug("interrupting a SQLite statement failed: %s", exc)
         return self.close(conn)
 
-    def is_lost(self, exc: BaseException) -> bool:
-        """A local file has no connection to lose."""
-        return False
+    def translate(self, exc: BaseException) -> DatabaseError:
+        """Return what an aiosqlite exception means; a local file has no connection to lose."""
+        if isinstance(exc, TimeoutError):
+            return QueryTimeout("the query ran past query_timeout and was interrupted")
+        if isinstance(exc, sqlite3.Error):
+            return QueryFailed(_one_line(exc))
+        if isinstance(exc, ValueError) and "closed" in str(exc):
+            # aiosqlite: "Connection closed" once its thread has stopped.
+            return ConnectionLost(_one_line(exc))
+        return _unknown(exc)
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
@@ -205,18 +311,3 @@ def driver_errors() -> tuple[type[BaseException], ...]:
     else:
         found.append(errors.Error)
     return tuple(found)
-
-
-_DRIVERS: tuple[Driver, ...] = (PostgresDriver(), MysqlDriver())
-
-
-def is_lost_connection(exc: BaseException) -> bool:
-    """Return True if exc, from any driver, means the connection broke."""
-    if isinstance(exc, OSError | EOFError):
-        return True
-    module = type(exc).__module__
-    if module.startswith("asyncpg"):
-        return _DRIVERS[0].is_lost(exc)
-    if module.startswith("asyncmy"):
-        return _DRIVERS[1].is_lost(exc)
-    return False

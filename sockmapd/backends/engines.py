@@ -21,22 +21,23 @@ from sockmapd.backends.drivers import (
     SqliteDriver,
     driver_errors,
 )
-from sockmapd.backends.pool import DriverPool, PoolTimeout
+from sockmapd.backends.errors import DatabaseError
+from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig
 
 log = logging.getLogger(__name__)
 
 POOL_RECYCLE = 1800
 
-# Errors that mean "the database did not answer correctly". Drivers raise some of
-# them without SQLAlchemy's wrapping (asyncmy and asyncpg raise OSError subclasses
-# and their own exceptions on a dropped socket), so the lookup layer catches all.
-DatabaseError: tuple[type[BaseException], ...] = (
+# What a database can raise through a SQLAlchemy engine (schema checks and
+# --check-config --connect): SQLAlchemy's errors, the connector's, and the
+# drivers' own on a dropped socket. The lookup path never sees these: its
+# drivers translate every error into sockmapd.backends.errors.
+EngineError: tuple[type[BaseException], ...] = (
     SQLAlchemyError,
     OSError,
-    TimeoutError,
     EOFError,
-    PoolTimeout,
+    DatabaseError,
     *driver_errors(),
 )
 
@@ -112,7 +113,9 @@ def _create_engine(name: str, db: DatabaseConfig) -> tuple[AsyncEngine, DriverPo
         sqlite = SqliteDriver(args, kwargs)
         return engine, _lookup_pool(name, db, sqlite, sqlite.connect)
     connector = Connector(name, db)
-    driver: Driver = PostgresDriver() if db.dialect == "postgresql" else MysqlDriver()
+    driver: Driver = (
+        PostgresDriver() if db.dialect == "postgresql" else MysqlDriver(connector.beside)
+    )
     return create_async_engine(
         URL.create(url.drivername),
         async_creator=connector,

@@ -51,6 +51,14 @@ class PoolExhausted(DatabaseError):
 
 
 class QueryFailed(DatabaseError):
-    """The server refused the query (syntax, rights, a missing table); the connection is fine."""
+    """The server refused the query (syntax, rights, a missing table).
+
+    reusable says whether the connection is as good as before: true for an error
+    the server reported, false for one nothing explains (the connection is closed).
+    """
 
     kind = "query_error"
+
+    def __init__(self, message: str, *, reusable: bool = True) -> None:
+        super().__init__(message)
+        self.reusable = reusable

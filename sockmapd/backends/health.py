@@ -7,17 +7,19 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from sockmapd.backends.connectors import DatabaseUnavailable
-from sockmapd.backends.engines import DatabaseError, Engines
+from sockmapd.backends.engines import Engines
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    QueryTimeout,
+)
+from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig
 
 log = logging.getLogger(__name__)
 
-SELECT_ONE = text("SELECT 1")
+SELECT_ONE = "SELECT 1"
 OK = "ok"
 # Reasons go to whoever can reach the health listener: short, one line, no secrets
 # (driver messages name hosts and users, never passwords).
@@ -40,7 +42,7 @@ class HealthReport:
 
 
 class HealthCheck:
-    """Probes every database with SELECT 1, each within connect_timeout + query_timeout.
+    """Probes every database's lookup pool with SELECT 1, within connect_timeout + query_timeout.
 
     Callers that arrive while a probe runs wait for that probe instead of starting
     another, so a burst of health requests opens at most one connection per
@@ -70,7 +72,9 @@ class HealthCheck:
     async def _probe_all(self) -> HealthReport:
         engines, databases = self._source()
         names = [name for name, _engine in engines.items()]
-        states = await asyncio.gather(*(probe(engines[name], databases[name]) for name in names))
+        states = await asyncio.gather(
+            *(probe(engines.pool(name), databases[name]) for name in names)
+        )
         report = HealthReport(dict(zip(names, states, strict=True)))
         self._log_changes(report)
         return report
@@ -87,48 +91,44 @@ class HealthCheck:
             self._logged[name] = state
 
 
-async def probe(engine: AsyncEngine, db: DatabaseConfig) -> str:
-    """Return "ok" if the database answers SELECT 1 within its timeouts, else why not."""
+async def probe(pool: DriverPool | None, db: DatabaseConfig) -> str:
+    """Return "ok" if the lookup pool answers SELECT 1 within the timeouts, else why not.
+
+    A pool with every connection in use, or with lookups waiting, is reported as
+    it is, without a query: a probe would only join the queue.
+    """
+    if pool is None:
+        return "no lookup pool"
+    if pool.waiting or pool.in_use >= pool.limit:
+        return (
+            f"pool exhausted: {pool.in_use} of {pool.limit} connections in use, "
+            f"{pool.waiting} lookups waiting"
+        )
     limit = db.connect_timeout + db.query_timeout
     try:
         async with asyncio.timeout(limit):
-            await _select_one(engine)
-    except TimeoutError:
+            await _select_one(pool, db.query_timeout)
+    except (TimeoutError, QueryTimeout):
         reason = f"no answer within {limit:g}s"
     except DatabaseUnavailable as exc:
         reason = f"cannot connect: {_one_line(exc)}"
     except DatabaseError as exc:
-        reason = f"query failed: {type(exc).__name__}: {_one_line(exc)}"
+        reason = f"{exc.kind}: {_one_line(exc)}"
     else:
         return OK
     return reason[:MAX_REASON]
 
 
-async def _select_one(engine: AsyncEngine) -> None:
+async def _select_one(pool: DriverPool, query_timeout: float) -> None:
     for attempt in (1, 2):
         try:
-            async with engine.connect() as conn:
-                try:
-                    await conn.execute(SELECT_ONE)
-                except asyncio.CancelledError:
-                    # Timed out in the middle of a query: the connection cannot go
-                    # back to the pool. Invalidating closes it without a round trip.
-                    await conn.invalidate()
-                    raise
+            await pool.fetch(SELECT_ONE, (), query_timeout)
             return
-        except DatabaseError as exc:
+        except ConnectionLost:
             # A pooled connection that died since its last use says nothing about
             # the database: one more try, as a lookup would, on a fresh connection.
-            if attempt == 2 or not _lost_connection(exc):
+            if attempt == 2:
                 raise
-
-
-def _lost_connection(exc: BaseException) -> bool:
-    if isinstance(exc, DatabaseUnavailable | TimeoutError):
-        return False
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError | EOFError)
 
 
 def _one_line(exc: BaseException) -> str:

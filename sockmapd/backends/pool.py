@@ -3,11 +3,15 @@
 Lookups wait in arrival order: a connection given back goes straight to the
 longest waiter, so under load no client connection is starved by luckier ones.
 Waiting is bounded (wait_timeout), so an overloaded database turns into TEMP
-answers instead of an unbounded queue. A connection that broke, timed out in
-the middle of a query or outlived `recycle` seconds is closed, never reused; a
-broken one also retires every connection opened before it (after a database
-restart they are all dead, and finding that out one lookup at a time would
-fail lookups one at a time).
+answers instead of an unbounded queue.
+
+What happens to a connection after a lookup depends only on the type of the
+error its driver translated (sockmapd.backends.errors): a query error leaves it
+as it was; a query that timed out or was cancelled is stopped on the server and
+only that connection is replaced; a lost connection also retires every
+connection open at that moment (after a database restart they are all dead,
+and finding that out one lookup at a time would fail lookups one at a time). A
+connection that outlived `recycle` seconds is closed, never reused.
 """
 
 from __future__ import annotations
@@ -20,21 +24,17 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sockmapd.backends.drivers import Driver
+from sockmapd.backends.drivers import Driver, Rows
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    PoolClosed,
+    PoolExhausted,
+    QueryFailed,
+)
 
 log = logging.getLogger(__name__)
-
-
-class PoolTimeout(Exception):
-    """No database connection became free within the pool's wait limit.
-
-    Not a TimeoutError: the database is busy, which answers TEMP, while TIMEOUT
-    is kept for a query that ran too long.
-    """
-
-
-class PoolClosed(ConnectionError):
-    """The pool was disposed (the config it belongs to was replaced)."""
 
 
 class Lease:
@@ -95,8 +95,29 @@ class DriverPool:
         """Return how many connections are open beyond size now."""
         return max(0, self._open - self._size)
 
+    @property
+    def limit(self) -> int:
+        """Return the most connections the pool may open (pool_size + max_overflow)."""
+        return self._limit
+
+    @property
+    def waiting(self) -> int:
+        """Return how many lookups wait for a connection now."""
+        return sum(1 for waiter in self._waiters if not waiter.done())
+
+    async def fetch(self, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
+        """Run sql with args on a pooled connection; raise only DatabaseError (or a cancel)."""
+        lease = await self.acquire()
+        try:
+            rows = await self.driver.fetch(lease.conn, sql, args, query_timeout)
+        except BaseException as exc:
+            self.release(lease, exc)
+            raise
+        self.release(lease)
+        return rows
+
     async def acquire(self) -> Lease:
-        """Return a connection; raise PoolTimeout, PoolClosed or the connect error."""
+        """Return a connection; raise PoolExhausted, PoolClosed or DatabaseUnavailable."""
         if self._closed:
             raise PoolClosed(f"database {self.name}: the pool is closed")
         idle = self._idle
@@ -111,19 +132,23 @@ class DriverPool:
             return await self._open_reserved()
         return await self._wait()
 
-    def release(self, lease: Lease, *, broken: bool = False, lost: bool = False) -> None:
-        """Give a connection back; a broken one is closed, a lost one retires all open now."""
+    def release(self, lease: Lease, failure: BaseException | None = None) -> None:
+        """Give a connection back after a lookup that ended with failure (None: it answered)."""
         self._in_use -= 1
-        if lost:
-            # After a database restart or failover every connection open at this
-            # moment is dead, younger ones than this too: retiring only those
-            # opened before it would leave the next lookup (and its one retry) to
-            # find the rest dead one at a time.
-            self._retired_before = max(self._retired_before, self._clock())
-        if broken or lost:
-            # A connection left in the middle of a query (timeout, cancel) is
-            # closed; it says nothing about the others.
-            self._discard(lease)
+        if failure is not None and not (isinstance(failure, QueryFailed) and failure.reusable):
+            if isinstance(failure, ConnectionLost):
+                # After a database restart or failover every connection open at
+                # this moment is dead, younger ones than this too: retiring only
+                # those opened before it would leave the next lookup (and its one
+                # retry) to find the rest dead one at a time.
+                self._retired_before = max(self._retired_before, self._clock())
+                self._discard(lease)
+            else:
+                # A timeout, a cancel or the unknown may have left the connection
+                # in the middle of a query: the query is stopped on the server and
+                # this connection replaced. It says nothing about the others.
+                self._open -= 1
+                self._close_later(self.driver.stop(lease.conn))
             self._pass_slot()
             return
         if self._closed or not self._usable(lease):
@@ -157,9 +182,11 @@ class DriverPool:
         """Open a connection in a slot already counted in _open."""
         try:
             conn = await self._connect()
-        except BaseException:
+        except BaseException as exc:
             self._open -= 1
             self._pass_slot()
+            if isinstance(exc, Exception) and not isinstance(exc, DatabaseError):
+                raise DatabaseUnavailable(f"database {self.name}: {exc}") from exc
             raise
         if self._closed:
             self._open -= 1
@@ -176,7 +203,7 @@ class DriverPool:
                 lease = await waiter
         except TimeoutError:
             self._give_back(waiter)
-            raise PoolTimeout(
+            raise PoolExhausted(
                 f"database {self.name}: no connection free within {self._wait_timeout:g}s "
                 f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
             ) from None

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sockmapd.backends.engines import DatabaseError, Engines
+from sockmapd.backends.engines import EngineError, Engines
 from sockmapd.config import Config, MapConfig, Problem
 from sockmapd.config.expansions import compile_query
 
@@ -71,7 +71,7 @@ async def _check_query(
     try:
         # The session is read-only, like every lookup's: running it writes nothing.
         await conn.execute(statement, params)
-    except DatabaseError as exc:
+    except EngineError as exc:
         message = " ".join(str(getattr(exc, "orig", None) or exc).split())
         return [Problem(f"maps.{map_name}.query", f"fails on database {db_name!r}: {message}")]
     return []
@@ -98,7 +98,7 @@ async def check_databases(config: Config, engines: Engines) -> list[Problem]:
                     f"no answer within {limit:g}s (connect_timeout and query_timeout)",
                 )
             )
-        except DatabaseError as exc:
+        except EngineError as exc:
             message = " ".join(str(getattr(exc, "orig", None) or exc).split())
             problems.append(Problem(f"databases.{db_name}", f"cannot connect: {message}"))
     return problems

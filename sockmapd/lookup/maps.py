@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import cast
 
 from sqlalchemy import String, bindparam, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement, Executable
 
-from sockmapd.backends import DatabaseError
-from sockmapd.backends.connectors import DatabaseUnavailable
-from sockmapd.backends.drivers import PreparedLookup, driver_errors, is_lost_connection
+from sockmapd.backends.drivers import PreparedLookup
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    QueryTimeout,
+)
 from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig, MapConfig
 from sockmapd.config.expansions import (
@@ -33,8 +36,8 @@ from sockmapd.lookup.keys import (
     apply_transforms,
     query_params,
 )
+from sockmapd.lookup.recorder import NO_RECORDER, ErrorRecorder
 from sockmapd.lookup.statements import KEY_PARAM, build_statement
-from sockmapd.metrics import NO_DATABASE_ERRORS, DatabaseErrors
 from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
 
 log = logging.getLogger(__name__)
@@ -78,13 +81,13 @@ class MapLookup:
         database: DatabaseConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
-        errors: DatabaseErrors | None = None,
+        errors: ErrorRecorder | None = None,
         pool: DriverPool | None = None,
     ) -> None:
         self.name = name
         self.database = config.database
         self._engine = engine
-        self._errors = NO_DATABASE_ERRORS if errors is None else errors
+        self._errors = NO_RECORDER if errors is None else errors
         self._statement: Executable
         if config.query is not None:
             bound = compile_query(config.query)
@@ -274,10 +277,15 @@ class MapLookup:
         return await self._attempt(params, parts, may_retry=True)
 
     async def _attempt(self, params: dict[str, str], parts: KeyParts, *, may_retry: bool) -> Reply:
+        pool = self._pool
+        prepared = self._prepared
         try:
-            rows = await self._fetch(params)
-        except TimeoutError:
-            self._errors.timeout()
+            if pool is None or prepared is None:
+                # Only a map built without a database (a test double) gets here.
+                raise DatabaseUnavailable(f"database {self.database}: no connection pool")
+            rows = await pool.fetch(prepared.sql, prepared.arguments(params), self._query_timeout)
+        except QueryTimeout as exc:
+            self._errors.failed(exc)
             log.warning(
                 "map %s: database %s: query exceeded query_timeout=%gs",
                 self.name,
@@ -285,20 +293,23 @@ class MapLookup:
                 self._query_timeout,
             )
             return self._timed_out
-        except DatabaseError as exc:
-            if may_retry and _lost_connection(exc):
-                self._errors.lost_connection()
+        except ConnectionLost as exc:
+            self._errors.failed(exc)
+            if may_retry:
                 # The pooled connection died (server restart, failover, a cut
                 # network): one more try on a fresh one, maybe on another host.
                 log.info(
                     "map %s: database %s: connection lost (%s); retrying once",
                     self.name,
                     self.database,
-                    _one_line(exc),
+                    exc,
                 )
                 return await self._attempt(params, parts, may_retry=False)
+            log.warning("map %s: database %s failed: %s", self.name, self.database, exc)
+            return self._unavailable
+        except DatabaseError as exc:
             self._errors.failed(exc)
-            log.warning("map %s: database %s failed: %s", self.name, self.database, _one_line(exc))
+            log.warning("map %s: database %s failed: %s", self.name, self.database, exc)
             return self._unavailable
         return format_rows(
             rows,
@@ -308,42 +319,3 @@ class MapLookup:
             expansion_limit=self._expansion_limit,
             first_column_only=self._first_column_only,
         )
-
-    async def _fetch(self, params: dict[str, str]) -> Sequence[Sequence[object]]:
-        pool = self._pool
-        prepared = self._prepared
-        if pool is None or prepared is None:
-            # Only a map built without a database (a test double) gets here.
-            raise DatabaseUnavailable(f"database {self.database}: no connection pool")
-        lease = await pool.acquire()
-        broken = lost = False
-        try:
-            async with asyncio.timeout(self._query_timeout):
-                return await pool.driver.fetch(lease.conn, prepared.sql, prepared.arguments(params))
-        except BaseException as exc:
-            # A query the server refused leaves the connection as good as it was;
-            # anything else (timeout, cancel, a broken socket, the unknown) may
-            # have left it mid-query, so it is closed, never reused. A lost one
-            # means the others are probably lost too.
-            lost = pool.driver.is_lost(exc)
-            broken = lost or not isinstance(exc, _DRIVER_ERRORS)
-            raise
-        finally:
-            pool.release(lease, broken=broken, lost=lost)
-
-
-_DRIVER_ERRORS = driver_errors()
-
-
-def _lost_connection(exc: BaseException) -> bool:
-    """Return True for errors that mean the connection broke, not that the query failed."""
-    if isinstance(exc, DatabaseUnavailable):
-        return False
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return is_lost_connection(exc)
-
-
-def _one_line(exc: BaseException) -> str:
-    flat = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {flat[:300]}"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from sockmapd.backends import Engines
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup
-from sockmapd.metrics import Metrics
+from sockmapd.lookup.recorder import ErrorRecorder
 from sockmapd.protocol import Reply, Request
 
 
@@ -54,8 +54,12 @@ def _unknown_map(map_name: str) -> Reply:
     return Reply.temp(f"unknown map {name!r}, check the sockmapd configuration")
 
 
-def build_router(config: Config, engines: Engines, metrics: Metrics | None = None) -> Router:
-    """Build every map's statement once for this config; failures are counted in metrics."""
+def build_router(
+    config: Config,
+    engines: Engines,
+    recorders: Callable[[str], ErrorRecorder] | None = None,
+) -> Router:
+    """Build every map's statement once; recorders(database) counts that database's failures."""
     return Router(
         {
             name: MapLookup(
@@ -63,7 +67,7 @@ def build_router(config: Config, engines: Engines, metrics: Metrics | None = Non
                 map_config,
                 engines[map_config.database],
                 config.databases[map_config.database],
-                errors=None if metrics is None else metrics.database_errors(map_config.database),
+                errors=None if recorders is None else recorders(map_config.database),
                 pool=engines.pool(map_config.database),
             )
             for name, map_config in config.maps.items()

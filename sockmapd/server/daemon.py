@@ -82,7 +82,12 @@ def build_generation(config: Config, metrics: Metrics | None = None) -> Generati
     """Create the engines and prepared maps for config (no connection is opened)."""
     engines = create_engines(config.databases)
     access = AccessList(config.server.allowed_networks())
-    return Generation(config, engines, build_router(config, engines, metrics), access)
+    return Generation(
+        config,
+        engines,
+        build_router(config, engines, None if metrics is None else metrics.database_errors),
+        access,
+    )
 
 
 class Daemon:

@@ -122,14 +122,6 @@ class PoolSetup:
         return killed
 
 
-def expect_defect(
-    request: pytest.FixtureRequest, setup: PoolSetup, *kinds: ServerKind, what: str
-) -> None:
-    """Mark the running test as failing, on the given servers, for a known defect."""
-    if setup.server.kind in kinds:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=what))
-
-
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + SETTLE_SECONDS
     while not condition():
@@ -338,10 +330,9 @@ def test_injection_attempts_stay_bound_parameters(start: Callable[..., PoolSetup
 
 
 def test_a_query_timeout_closes_only_the_connection_it_ran_on(
-    start: Callable[..., PoolSetup], request: pytest.FixtureRequest
+    start: Callable[..., PoolSetup],
 ) -> None:
     setup = start(pool_size=4, max_overflow=0, query_timeout=1.0)
-    expect_defect(request, setup, "postgresql", "mariadb", what="a timeout retires the pool")
     daemon = setup.daemon
     requests = [("recipient", USERS[i]) for i in range(12)]
     for _ in range(20):
@@ -367,10 +358,9 @@ def test_a_query_timeout_closes_only_the_connection_it_ran_on(
 
 
 def test_timed_out_queries_do_not_keep_running_on_the_server(
-    start: Callable[..., PoolSetup], request: pytest.FixtureRequest
+    start: Callable[..., PoolSetup],
 ) -> None:
     setup = start(pool_size=4, query_timeout=0.5)
-    expect_defect(request, setup, "postgresql", "mariadb", what="no cancel on the server")
     client = setup.daemon.client(timeout=60.0)
     try:
         for i in range(10):
@@ -384,10 +374,9 @@ def test_timed_out_queries_do_not_keep_running_on_the_server(
 
 
 def test_sessions_killed_under_load_cost_no_lookup(
-    start: Callable[..., PoolSetup], request: pytest.FixtureRequest
+    start: Callable[..., PoolSetup],
 ) -> None:
     setup = start(pool_size=5, query_timeout=30.0)
-    expect_defect(request, setup, "postgresql", what="InternalClientError is a query error")
     daemon = setup.daemon
     stop = threading.Event()
     wrong: list[str] = []

@@ -10,16 +10,15 @@ from typing import Any, cast
 import anyio
 import pytest
 from pydantic import ValidationError
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from sockmapd.backends.errors import QueryFailed, QueryTimeout
+from sockmapd.backends.pool import DriverPool
 from sockmapd.config import Config, DatabaseConfig, MapConfig, to_toml
 from sockmapd.config.errors import problems_from_validation_error
 from sockmapd.lookup.cache import ReplyCache
 from sockmapd.lookup.maps import MapLookup
 from sockmapd.lookup.router import Router
-from sockmapd.lookup.statements import KEY_PARAM
 from sockmapd.protocol import Reply, Request, Status
 
 OK_A = Reply.ok("a")
@@ -180,34 +179,74 @@ def test_hits_and_misses_are_counted() -> None:
 # --- MapLookup with a fake database --------------------------------------------------
 
 
-class FakeLookup(MapLookup):
-    """A map whose database is a dict; it counts queries and can fail or block."""
+class FakePool:
+    """A lookup pool over a dict; it counts queries and can fail or block."""
 
-    def __init__(self, rows: dict[str, str], clock: Clock | None = None, **options: Any) -> None:
-        config = MapConfig(database="db", table="t", key="k", **options)
-        database = DatabaseConfig(url="sqlite+aiosqlite:///unused.sqlite3")
-        super().__init__("m", config, cast(AsyncEngine, None), database, clock=clock or Clock())
+    def __init__(self, rows: dict[str, str]) -> None:
         self.rows = rows
         self.queries = 0
         self.failure: BaseException | None = None
         self.gate: asyncio.Event | None = None
 
-    async def _fetch(self, params: dict[str, str]) -> Sequence[Row[Any]]:
+    async def fetch(
+        self, sql: str, args: tuple[str, ...], query_timeout: float
+    ) -> Sequence[Sequence[object]]:
         self.queries += 1
         if self.gate is not None:
             await self.gate.wait()
         if self.failure is not None:
             raise self.failure
-        value = self.rows.get(params[KEY_PARAM])
-        return cast(Sequence[Row[Any]], [] if value is None else [(value,)])
+        value = self.rows.get(args[0])
+        return [] if value is None else [(value,)]
+
+
+class FakeLookup(MapLookup):
+    """A map whose database is a FakePool; the pool's state shows through as attributes."""
+
+    def __init__(self, rows: dict[str, str], clock: Clock | None = None, **options: Any) -> None:
+        config = MapConfig(database="db", table="t", key="k", **options)
+        database = DatabaseConfig(url="sqlite+aiosqlite:///unused.sqlite3")
+        self.fake = FakePool(rows)
+        super().__init__(
+            "m",
+            config,
+            create_async_engine("sqlite+aiosqlite:///unused.sqlite3"),
+            database,
+            clock=clock or Clock(),
+            pool=cast(DriverPool, self.fake),
+        )
+
+    @property
+    def rows(self) -> dict[str, str]:
+        return self.fake.rows
+
+    @property
+    def queries(self) -> int:
+        return self.fake.queries
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self.fake.failure
+
+    @failure.setter
+    def failure(self, value: BaseException | None) -> None:
+        self.fake.failure = value
+
+    @property
+    def gate(self) -> asyncio.Event | None:
+        return self.fake.gate
+
+    @gate.setter
+    def gate(self, value: asyncio.Event | None) -> None:
+        self.fake.gate = value
 
 
 def run(lookup: FakeLookup, key: str) -> Reply:
     return asyncio.run(lookup.lookup(key))
 
 
-def db_error() -> OperationalError:
-    return OperationalError("SELECT", {}, Exception("database is down"))
+def db_error() -> QueryFailed:
+    return QueryFailed("database is down")
 
 
 def test_found_answer_is_served_from_the_cache_within_ttl() -> None:
@@ -248,7 +287,7 @@ def test_cache_off_queries_every_time() -> None:
     assert lookup.clear_cache() == 0
 
 
-@pytest.mark.parametrize("failure", [db_error(), TimeoutError()])
+@pytest.mark.parametrize("failure", [db_error(), QueryTimeout("slow")])
 def test_failures_are_not_cached(failure: BaseException) -> None:
     lookup = FakeLookup({"k": "v"}, cache_ttl=10.0, negative_cache_ttl=10.0)
     lookup.failure = failure
@@ -273,7 +312,7 @@ def test_the_final_answer_of_a_search_is_cached() -> None:
     assert lookup.queries == 2
 
 
-@pytest.mark.parametrize("failure", [db_error(), TimeoutError()])
+@pytest.mark.parametrize("failure", [db_error(), QueryTimeout("slow")])
 def test_stale_serves_a_found_answer_when_the_database_fails(failure: BaseException) -> None:
     clock = Clock()
     lookup = FakeLookup({"k": "v"}, clock, cache_ttl=10.0, stale_ttl=60.0)
@@ -299,7 +338,7 @@ def test_without_stale_ttl_a_failure_is_a_failure() -> None:
     lookup = FakeLookup({"k": "v"}, clock, cache_ttl=10.0)
     assert run(lookup, "k") == Reply.ok("v")
     clock.now += 10.0
-    lookup.failure = TimeoutError()
+    lookup.failure = QueryTimeout("slow")
     assert run(lookup, "k").status is Status.TIMEOUT
 
 
@@ -381,7 +420,7 @@ async def _release_later(gate: asyncio.Event) -> None:
 
 def test_waiters_all_get_the_failure_and_nothing_is_cached() -> None:
     lookup = FakeLookup({"k": "v"}, cache_ttl=10.0, negative_cache_ttl=10.0)
-    lookup.failure = TimeoutError()
+    lookup.failure = QueryTimeout("slow")
 
     async def main() -> list[Reply]:
         lookup.gate = asyncio.Event()

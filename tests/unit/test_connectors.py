@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sockmapd.backends.connectors import Connector, DatabaseUnavailable
+from sockmapd.backends.connectors import Connector
+from sockmapd.backends.errors import DatabaseError, DatabaseUnavailable
 from sockmapd.config import DatabaseConfig, Endpoint
 
 
@@ -99,7 +100,9 @@ def test_all_hosts_down_raises_with_every_reason() -> None:
     text = str(caught.value)
     assert "a:5432: [Errno 111] Connection refused" in text
     assert "b:5432: no answer within connect_timeout=0.2s" in text
-    assert isinstance(caught.value, ConnectionError)
+    # A DatabaseError, never an OSError: nothing can take it for a lost connection.
+    assert isinstance(caught.value, DatabaseError)
+    assert not isinstance(caught.value, OSError)
 
 
 def test_when_all_failed_they_are_all_tried_again() -> None:

@@ -15,13 +15,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.sql import ClauseElement
 
 from sockmapd.backends.drivers import (
+    Driver,
     MysqlDriver,
     PostgresDriver,
     PreparedLookup,
     SqliteDriver,
     driver_errors,
-    is_lost_connection,
 )
+from sockmapd.backends.errors import ConnectionLost, DatabaseError, QueryFailed, QueryTimeout
 from sockmapd.config import MapConfig
 from sockmapd.config.expansions import compile_query
 from sockmapd.lookup.statements import build_statement
@@ -143,12 +144,16 @@ def test_prepared_sqlite_lookup_finds_the_row_the_expansions_name(tmp_path: Path
     async def lookup() -> list[tuple[object, ...]]:
         conn = await driver.connect()
         try:
-            rows = await driver.fetch(conn, prepared.sql, prepared.arguments(PARAMS))
+            rows = await driver.fetch(conn, prepared.sql, prepared.arguments(PARAMS), 5.0)
             return [tuple(row) for row in rows]
         finally:
             await driver.close(conn)
 
     assert asyncio.run(lookup()) == [("found",)]
+
+
+def kind_of(error: DatabaseError) -> type[DatabaseError]:
+    return type(error)
 
 
 @pytest.mark.parametrize(
@@ -158,14 +163,18 @@ def test_prepared_sqlite_lookup_finds_the_row_the_expansions_name(tmp_path: Path
         asyncpg.ConnectionFailureError("connection failure"),
         asyncpg.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.InterfaceError("connection is closed"),
+        asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+        # asyncpg's first error after pg_terminate_backend, seen under load.
+        asyncpg.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
         ConnectionResetError("reset by peer"),
         OSError("network is unreachable"),
         EOFError(),
     ],
 )
 def test_postgres_lost_connection(exc: BaseException) -> None:
-    assert PostgresDriver().is_lost(exc)
-    assert is_lost_connection(exc)
+    assert kind_of(PostgresDriver().translate(exc)) is ConnectionLost
 
 
 @pytest.mark.parametrize(
@@ -173,14 +182,25 @@ def test_postgres_lost_connection(exc: BaseException) -> None:
     [
         asyncpg.UndefinedTableError('relation "lk_users" does not exist'),
         asyncpg.PostgresSyntaxError("syntax error"),
-        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
         asyncpg.PostgresError("no sqlstate"),
-        ValueError("not a database error"),
     ],
 )
 def test_postgres_query_error_keeps_the_connection(exc: BaseException) -> None:
-    assert not PostgresDriver().is_lost(exc)
-    assert not is_lost_connection(exc)
+    error = PostgresDriver().translate(exc)
+    assert isinstance(error, QueryFailed)
+    assert error.reusable
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        # TimeoutError is an OSError: it must not be taken for a broken socket.
+        TimeoutError(),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+    ],
+)
+def test_postgres_timeout_is_a_timeout_not_a_lost_connection(exc: BaseException) -> None:
+    assert kind_of(PostgresDriver().translate(exc)) is QueryTimeout
 
 
 def test_postgres_sqlstate_decides_not_the_class() -> None:
@@ -188,8 +208,8 @@ def test_postgres_sqlstate_decides_not_the_class() -> None:
     lost.sqlstate = "08006"  # type: ignore[attr-defined]
     kept = asyncpg.PostgresError("custom")
     kept.sqlstate = "42P01"  # type: ignore[attr-defined]
-    assert PostgresDriver().is_lost(lost)
-    assert not PostgresDriver().is_lost(kept)
+    assert kind_of(PostgresDriver().translate(lost)) is ConnectionLost
+    assert kind_of(PostgresDriver().translate(kept)) is QueryFailed
 
 
 @pytest.mark.parametrize(
@@ -204,8 +224,7 @@ def test_postgres_sqlstate_decides_not_the_class() -> None:
     ],
 )
 def test_mysql_lost_connection(exc: BaseException) -> None:
-    assert MysqlDriver().is_lost(exc)
-    assert is_lost_connection(exc)
+    assert kind_of(MysqlDriver().translate(exc)) is ConnectionLost
 
 
 @pytest.mark.parametrize(
@@ -213,14 +232,25 @@ def test_mysql_lost_connection(exc: BaseException) -> None:
     [
         mysql_errors.ProgrammingError(1146, "Table 'db.lk_users' doesn't exist"),
         mysql_errors.OperationalError(1054, "Unknown column 'x' in 'where clause'"),
-        mysql_errors.OperationalError(1317, "Query execution was interrupted"),
         mysql_errors.OperationalError(),
-        ValueError("not a database error"),
     ],
 )
 def test_mysql_query_error_keeps_the_connection(exc: BaseException) -> None:
-    assert not MysqlDriver().is_lost(exc)
-    assert not is_lost_connection(exc)
+    error = MysqlDriver().translate(exc)
+    assert isinstance(error, QueryFailed)
+    assert error.reusable
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        TimeoutError(),
+        mysql_errors.OperationalError(1317, "Query execution was interrupted"),
+        mysql_errors.OperationalError(1969, "Query execution was interrupted (max_statement_time)"),
+    ],
+)
+def test_mysql_timeout_is_a_timeout_not_a_lost_connection(exc: BaseException) -> None:
+    assert kind_of(MysqlDriver().translate(exc)) is QueryTimeout
 
 
 @pytest.mark.parametrize(
@@ -229,11 +259,20 @@ def test_mysql_query_error_keeps_the_connection(exc: BaseException) -> None:
         sqlite3.OperationalError("no such table: lk_users"),
         sqlite3.OperationalError("database is locked"),
         sqlite3.DatabaseError("file is not a database"),
-        OSError("disk I/O error"),
     ],
 )
-def test_sqlite_never_loses_a_connection(exc: BaseException) -> None:
-    assert not SqliteDriver((":memory:",), {}).is_lost(exc)
+def test_sqlite_errors_are_query_errors(exc: BaseException) -> None:
+    assert kind_of(SqliteDriver((":memory:",), {}).translate(exc)) is QueryFailed
+
+
+@pytest.mark.parametrize(
+    "driver", [PostgresDriver(), MysqlDriver(), SqliteDriver((":memory:",), {})]
+)
+def test_an_unknown_error_is_a_query_error_on_a_connection_not_reused(driver: Driver) -> None:
+    error = driver.translate(ValueError("not a database error"))
+    assert isinstance(error, QueryFailed)
+    assert not error.reusable
+    assert kind_of(driver.translate(TimeoutError())) is QueryTimeout
 
 
 def test_driver_errors_cover_every_installed_driver() -> None:

@@ -34,7 +34,7 @@ def test_report_names_the_database_that_does_not_answer(tmp_path: Path) -> None:
     engines, configs = databases(tmp_path)
     report = asyncio.run(HealthCheck(lambda: (engines, configs)).check())
     assert report.databases["good"] == OK
-    assert report.databases["bad"].startswith("query failed: OperationalError: ")
+    assert report.databases["bad"].startswith("cannot connect: database bad: ")
     assert "unable to open database file" in report.databases["bad"]
     assert "\n" not in report.databases["bad"]
     assert not report.healthy

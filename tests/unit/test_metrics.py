@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import platform
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sockmapd import __version__
 from sockmapd.backends import create_engines
-from sockmapd.backends.connectors import DatabaseUnavailable
-from sockmapd.backends.pool import PoolTimeout as LookupPoolTimeout
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    PoolClosed,
+    PoolExhausted,
+    QueryFailed,
+    QueryTimeout,
+)
+from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig, MapConfig, parse_config
 from sockmapd.lookup import build_router
 from sockmapd.lookup.maps import MapLookup
-from sockmapd.metrics import UNKNOWN_MAP, Metrics, database_error_kind
+from sockmapd.metrics import DATABASE_ERROR_KINDS, UNKNOWN_MAP, Metrics
 from sockmapd.protocol import Reply, Status
 
 Labels = tuple[tuple[str, str], ...]
@@ -63,7 +67,7 @@ key = "address"
 def router_for(tmp_path: Path, metrics: Metrics) -> Any:
     config = parse_config(CONFIG.format(db=tmp_path / "unused.sqlite3"))
     engines = create_engines(config.databases)
-    router = build_router(config, engines, metrics)
+    router = build_router(config, engines, metrics.database_errors)
     return router, engines
 
 
@@ -211,25 +215,30 @@ def test_pool_figures_are_read_at_scrape_time(tmp_path: Path) -> None:
     asyncio.run(engines.dispose())
 
 
-def db_error(*, invalidated: bool = False) -> DBAPIError:
-    return OperationalError("SELECT", {}, Exception("down"), connection_invalidated=invalidated)
-
-
 @pytest.mark.parametrize(
-    ("exc", "kind"),
+    ("error", "kind"),
     [
         (DatabaseUnavailable("no usable host"), "unavailable"),
-        (PoolTimeout("QueuePool limit"), "pool_timeout"),
-        (LookupPoolTimeout("no connection free"), "pool_timeout"),
-        (TimeoutError(), "timeout"),
-        (db_error(invalidated=True), "lost_connection"),
-        (ConnectionResetError(), "lost_connection"),
-        (EOFError(), "lost_connection"),
-        (db_error(), "query_error"),
+        (PoolClosed("closed"), "unavailable"),
+        (PoolExhausted("no connection free"), "pool_timeout"),
+        (QueryTimeout("too slow"), "timeout"),
+        (ConnectionLost("reset by peer"), "lost_connection"),
+        (QueryFailed("no such table"), "query_error"),
     ],
 )
-def test_database_errors_are_classified(exc: BaseException, kind: str) -> None:
-    assert database_error_kind(exc) == kind
+def test_every_database_error_has_a_kind_label(error: DatabaseError, kind: str) -> None:
+    assert error.kind == kind
+    assert kind in DATABASE_ERROR_KINDS
+
+
+class FailingPool:
+    """A lookup pool whose every fetch raises the failures given, one per attempt."""
+
+    def __init__(self, failures: list[BaseException]) -> None:
+        self.failures = failures
+
+    async def fetch(self, sql: str, args: tuple[str, ...], query_timeout: float) -> list[Any]:
+        raise self.failures.pop(0)
 
 
 class FailingLookup(MapLookup):
@@ -239,22 +248,22 @@ class FailingLookup(MapLookup):
         config = MapConfig(database="db", table="t", key="k")
         database = DatabaseConfig(url="sqlite+aiosqlite:///unused.sqlite3")
         errors = metrics.database_errors("db")
-        super().__init__("m", config, cast(AsyncEngine, None), database, errors=errors)
-        self.failures = failures
-
-    async def _fetch(self, params: dict[str, str]) -> Sequence[Row[Any]]:
-        raise self.failures.pop(0)
+        engine = create_async_engine("sqlite+aiosqlite:///unused.sqlite3")
+        pool = cast(DriverPool, FailingPool(failures))
+        super().__init__("m", config, engine, database, errors=errors, pool=pool)
 
 
 @pytest.mark.parametrize(
     ("failures", "counted"),
     [
-        ([TimeoutError()], {"timeout": 1}),
-        ([db_error()], {"query_error": 1}),
+        ([QueryTimeout("slow")], {"timeout": 1}),
+        ([QueryFailed("no such table")], {"query_error": 1}),
         ([DatabaseUnavailable("x")], {"unavailable": 1}),
+        ([PoolExhausted("x")], {"pool_timeout": 1}),
         # A lost connection is tried once more; the second failure is counted too.
-        ([db_error(invalidated=True), db_error()], {"lost_connection": 1, "query_error": 1}),
-        ([db_error(invalidated=True), TimeoutError()], {"lost_connection": 1, "timeout": 1}),
+        ([ConnectionLost("x"), QueryFailed("y")], {"lost_connection": 1, "query_error": 1}),
+        ([ConnectionLost("x"), QueryTimeout("y")], {"lost_connection": 1, "timeout": 1}),
+        ([ConnectionLost("x"), ConnectionLost("y")], {"lost_connection": 2}),
     ],
 )
 def test_a_map_counts_its_database_failures(

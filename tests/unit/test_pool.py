@@ -10,7 +10,16 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sockmapd.backends.pool import DriverPool, Lease, PoolClosed, PoolTimeout
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    PoolClosed,
+    PoolExhausted,
+    QueryFailed,
+    QueryTimeout,
+)
+from sockmapd.backends.pool import DriverPool, Lease
 
 # Enough loop iterations for every task started by a test step to reach its next
 # real wait (the fake connect yields once; hand-overs take a couple of steps).
@@ -24,19 +33,32 @@ class FakeConn:
         self.number = number
         self.aborted = False
         self.closed = False
+        self.stopped = False
+        # What the next fetch on this connection raises, as the real driver would.
+        self.fails_with: BaseException | None = None
 
     @property
     def ended(self) -> bool:
-        return self.aborted or self.closed
+        return self.aborted or self.closed or self.stopped
 
     def __repr__(self) -> str:
         return f"FakeConn({self.number})"
 
 
 class FakeDriver:
-    """The Driver protocol over FakeConn; abort is synchronous, as asyncpg's and asyncmy's are."""
+    """The Driver protocol over FakeConn; abort is synchronous, as asyncpg's and asyncmy's are.
 
-    async def fetch(self, conn: Any, sql: str, args: tuple[str, ...]) -> list[tuple[str]]:
+    Like the real drivers, fetch raises only translated errors, and a timeout is
+    an OSError subclass that must not be taken for a lost connection.
+    """
+
+    async def fetch(
+        self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float
+    ) -> list[tuple[str]]:
+        await asyncio.sleep(0)
+        failure, conn.fails_with = conn.fails_with, None
+        if failure is not None:
+            raise self.translate(failure) from failure
         return [(sql,)]
 
     async def close(self, conn: Any) -> None:
@@ -45,8 +67,16 @@ class FakeDriver:
     def abort(self, conn: Any) -> None:
         conn.aborted = True
 
-    def is_lost(self, exc: BaseException) -> bool:
-        return False
+    def stop(self, conn: Any) -> Coroutine[Any, Any, None]:
+        conn.stopped = True
+        return asyncio.sleep(0)
+
+    def translate(self, exc: BaseException) -> DatabaseError:
+        if isinstance(exc, TimeoutError):
+            return QueryTimeout("timed out")
+        if isinstance(exc, ConnectionResetError):
+            return ConnectionLost("reset")
+        return QueryFailed(str(exc))
 
 
 class Connector:
@@ -224,7 +254,7 @@ def test_no_connection_within_wait_timeout_is_pool_timeout() -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1, wait_timeout=0.001)
         held = await pool.acquire()
-        with pytest.raises(PoolTimeout) as caught:
+        with pytest.raises(PoolExhausted) as caught:
             await pool.acquire()
         # TIMEOUT means a slow query; a busy pool is TEMP.
         assert not isinstance(caught.value, TimeoutError)
@@ -289,7 +319,7 @@ def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
         waiter = asyncio.create_task(pool.acquire())
         await settle()
         # A broken connection leaves a free slot: the waiter may open one.
-        pool.release(held, broken=True)
+        pool.release(held, QueryTimeout("slow"))
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
@@ -315,7 +345,7 @@ def test_a_failed_connect_passes_its_slot_to_the_next_waiter() -> None:
         assert not first.done()
         assert not second.done()
         connector.gate.set()
-        with pytest.raises(OSError, match="connection refused"):
+        with pytest.raises(DatabaseUnavailable, match="connection refused"):
             await first
         lease = await second
         assert connector.calls == 2
@@ -330,7 +360,7 @@ def test_a_lost_connection_retires_the_ones_opened_before_it() -> None:
         pool, connector = make_pool(size=3)
         old, older_busy, lost = await acquire_all(pool, 3)
         pool.release(old)
-        pool.release(lost, broken=True, lost=True)
+        pool.release(lost, ConnectionLost("reset"))
         assert lost.conn.aborted
         # The idle one opened before it is not handed out again: a fresh one is opened.
         fresh = await pool.acquire()
@@ -355,7 +385,7 @@ def test_a_lost_connection_retires_the_ones_opened_after_it_too() -> None:
         pool, connector = make_pool(size=3)
         lost, younger_idle, younger_busy = await acquire_all(pool, 3)
         pool.release(younger_idle)
-        pool.release(lost, lost=True)
+        pool.release(lost, ConnectionLost("reset"))
         assert lost.conn.aborted
         fresh = await pool.acquire()
         assert younger_idle.conn.aborted
@@ -373,9 +403,10 @@ def test_a_broken_connection_is_closed_alone() -> None:
         pool, connector = make_pool(size=3)
         old, broken, young = await acquire_all(pool, 3)
         pool.release(old)
-        pool.release(broken, broken=True)
+        pool.release(broken, QueryTimeout("slow"))
         pool.release(young)
-        assert broken.conn.aborted
+        assert broken.conn.stopped
+        assert not broken.conn.aborted
         assert not old.conn.ended
         assert not young.conn.ended
         again = await acquire_all(pool, 3)
@@ -559,11 +590,18 @@ def test_random_use_keeps_the_pool_consistent(
                 pending.append(asyncio.create_task(pool.acquire()))
             elif name in ("release", "break", "lose") and held:
                 lease = held.pop(index % len(held))
-                pool.release(lease, broken=name == "break", lost=name == "lose")
+                failure: DatabaseError | None = None
+                if name == "break":
+                    failure = QueryTimeout("slow")
+                elif name == "lose":
+                    failure = ConnectionLost("reset")
+                pool.release(lease, failure)
             elif name == "cancel" and pending:
                 pending[index % len(pending)].cancel()
             elif name == "hand_and_cancel" and held and pending:
-                pool.release(held.pop(index % len(held)), broken=index % 2 == 1)
+                pool.release(
+                    held.pop(index % len(held)), QueryTimeout("slow") if index % 2 else None
+                )
                 for task in pending:
                     task.cancel()
             elif name == "fail_next_connect":
@@ -590,5 +628,80 @@ def test_random_use_keeps_the_pool_consistent(
         await pool.dispose()
         await settle()
         assert connector.live() == []
+
+    run(scenario)
+
+
+def test_a_query_timeout_replaces_only_its_own_connection() -> None:
+    # TimeoutError is an OSError: once it was taken for a lost connection and
+    # retired the whole pool on every slow query.
+    async def scenario() -> None:
+        pool, connector = make_pool(size=3)
+        leases = await acquire_all(pool, 3)
+        for lease in leases:
+            pool.release(lease)
+        conns = [lease.conn for lease in leases]
+        conns[-1].fails_with = TimeoutError()  # the next fetch takes the last released
+        with pytest.raises(QueryTimeout):
+            await pool.fetch("SELECT 1", (), 1.0)
+        assert conns[-1].stopped
+        assert not any(conn.ended for conn in conns[:-1])
+        # The other connections serve the next lookups; one new one replaces the stopped.
+        again = await acquire_all(pool, 3)
+        assert {id(lease.conn) for lease in again} >= {id(conn) for conn in conns[:-1]}
+        assert connector.calls == 4
+
+    run(scenario)
+
+
+def test_a_query_error_keeps_the_connection() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        lease = (await acquire_all(pool, 1))[0]
+        pool.release(lease)
+        lease.conn.fails_with = ValueError("no such table")
+        with pytest.raises(QueryFailed):
+            await pool.fetch("SELECT 1", (), 1.0)
+        assert not lease.conn.ended
+        assert await pool.fetch("SELECT 2", (), 1.0) == [("SELECT 2",)]
+        assert connector.calls == 1
+
+    run(scenario)
+
+
+def test_a_lost_connection_in_fetch_retires_the_pool() -> None:
+    async def scenario() -> None:
+        pool, _connector = make_pool(size=2)
+        leases = await acquire_all(pool, 2)
+        for lease in leases:
+            pool.release(lease)
+        leases[-1].conn.fails_with = ConnectionResetError()
+        with pytest.raises(ConnectionLost):
+            await pool.fetch("SELECT 1", (), 1.0)
+        assert leases[-1].conn.aborted
+        fresh = await acquire_all(pool, 2)
+        assert not {id(lease.conn) for lease in fresh} & {id(lease.conn) for lease in leases}
+
+    run(scenario)
+
+
+def test_a_cancelled_fetch_stops_its_query() -> None:
+    async def scenario() -> None:
+        pool, _connector = make_pool(size=1)
+        gate = asyncio.Event()
+        lease = (await acquire_all(pool, 1))[0]
+        pool.release(lease)
+
+        async def hang(conn: Any, sql: str, args: tuple[str, ...], limit: float) -> Any:
+            await gate.wait()
+
+        pool.driver.fetch = hang  # type: ignore[method-assign]
+        task = asyncio.create_task(pool.fetch("SELECT 1", (), 1.0))
+        await settle()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert lease.conn.stopped
+        assert pool.in_use == 0
 
     run(scenario)
