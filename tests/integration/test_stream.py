@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -105,6 +106,34 @@ def test_reading_stops_at_the_read_limit_until_the_buffer_is_consumed(
                     assert not served._protocol.reading_paused
         assert got == sent
         await served.aclose()
+        client.close()
+
+    anyio.run(main, backend="asyncio", backend_options=loop)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 defect 2: aclose() waits to flush to a non-reader")
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_closing_a_stream_whose_client_stops_reading_frees_its_socket_at_once(
+    kind: str, loop: dict[str, bool], tmp_path: Path
+) -> None:
+    async def main() -> None:
+        client, served = await _accepted(kind, tmp_path, b"", shut=False)
+        assert isinstance(served, LeanStream)
+        # The client reads nothing: the replies fill the kernel buffers and the rest
+        # stays unsent in the transport.
+        assert not served.write_now(b"x" * (8 << 20))
+        before = _open_descriptors()
+        await served.aclose()
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        # The server decided to close: its socket and its unsent data are gone now,
+        # not when (if ever) the client reads.
+        assert _open_descriptors() == before - 1
         client.close()
 
     anyio.run(main, backend="asyncio", backend_options=loop)
