@@ -115,7 +115,6 @@ def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 2: aclose() waits to flush to a non-reader")
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
 def test_closing_a_stream_whose_client_stops_reading_frees_its_socket_at_once(
