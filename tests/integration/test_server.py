@@ -258,7 +258,6 @@ def test_slow_lookup_answers_timeout_and_connection_goes_on(tmp_path: Path) -> N
         daemon.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 3: timeout in _frame_error pops empty")
 def test_slow_lookup_before_a_bad_frame_answers_timeout_then_perm(tmp_path: Path) -> None:
     db = make_sqlite(tmp_path / "slow.sqlite3")
     with sqlite3.connect(db) as conn:
