@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
@@ -149,17 +150,7 @@ class Connection:
                 return
             # The lookup of the first pending request overran: answer it TIMEOUT
             # and carry on with the requests behind it under a new scope.
-            payload = self._pending.popleft()
-            reply = Reply.timeout(
-                f"lookup did not finish within {self._settings.request_timeout:g}s"
-            )
-            data = self._encode(reply)
-            if self._metrics is not None:
-                map_name = payload.partition(b" ")[0].decode("utf-8", errors="replace")
-                self._metrics.request(
-                    map_name, reply.status, perf_counter() - self._request_started
-                )
-            _log_request(self.peer, payload, reply, self._request_started)
+            data = self._timed_out(self._pending.popleft())
             self._phase = Phase.SEND
             with anyio.move_on_after(self._settings.request_timeout):
                 try:
@@ -169,6 +160,15 @@ class Connection:
                 except _CLOSED:
                     return
             return
+
+    def _timed_out(self, payload: bytes) -> bytes:
+        """Return the TIMEOUT reply for payload, whose lookup overran; count and log it."""
+        reply = Reply.timeout(f"lookup did not finish within {self._settings.request_timeout:g}s")
+        if self._metrics is not None:
+            map_name = payload.partition(b" ")[0].decode("utf-8", errors="replace")
+            self._metrics.request(map_name, reply.status, perf_counter() - self._request_started)
+        _log_request(self.peer, payload, reply, self._request_started)
+        return self._encode(reply)
 
     def _still_active(self) -> float | None:
         """Return the idle deadline counted from the last answer given in the callback.
@@ -286,11 +286,20 @@ class Connection:
 
     async def _frame_error(self, exc: ProtocolError, scope: anyio.CancelScope) -> None:
         """Answer the requests completed before the bad frame, then PERM, then close."""
+        timeout = self._settings.request_timeout
         for payload in exc.frames:
             self._phase = Phase.LOOKUP
             started = perf_counter()
-            scope.deadline = anyio.current_time() + self._settings.request_timeout
-            data = await self._answer(payload, started)
+            self._request_started = started
+            # The lookup has a scope of its own: an overrun answers TIMEOUT here and
+            # the frames behind it are still answered (the connection's scope would
+            # end the task with nothing pending to answer for).
+            scope.deadline = math.inf
+            with anyio.CancelScope(deadline=anyio.current_time() + timeout) as lookup:
+                data = await self._answer(payload, started)
+            if lookup.cancelled_caught:
+                data = self._timed_out(payload)
+            scope.deadline = anyio.current_time() + timeout
             self._phase = Phase.SEND
             try:
                 await self._stream.send(data)

@@ -200,13 +200,20 @@ class LeanStream(ByteStream):
             self._transport.write_eof()
 
     async def aclose(self) -> None:
-        """Close the connection after what was written is sent."""
+        """Close the connection; drop what the client left unread.
+
+        Waiting to flush to a client that stops reading would keep its socket and
+        its replies after its task and its connection slot are gone.
+        """
         if self._closed:
             return
         self._closed = True
         _wake(self._protocol.reader)
         _wake(self._protocol.writer)
-        self._transport.close()
+        if self._transport.get_write_buffer_size():
+            self._transport.abort()
+        else:
+            self._transport.close()
 
 
 async def lean_socket(sock: socket.socket) -> LeanStream:

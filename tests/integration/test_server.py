@@ -258,6 +258,35 @@ def test_slow_lookup_answers_timeout_and_connection_goes_on(tmp_path: Path) -> N
         daemon.stop()
 
 
+def test_slow_lookup_before_a_bad_frame_answers_timeout_then_perm(tmp_path: Path) -> None:
+    db = make_sqlite(tmp_path / "slow.sqlite3")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE VIEW slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+            "SELECT x + 1 FROM c WHERE x < 20000000) SELECT 'k' AS k, count(*) AS v FROM c"
+        )
+    port = free_port()
+    text = toml_config(db, [f"tcp://127.0.0.1:{port}"], "request_timeout = 0.3")
+    text += '\n[maps.slow]\ndatabase = "main"\ntable = "slow"\nkey = "k"\nvalue = "v"\n'
+    path = tmp_path / "slow.toml"
+    path.write_text(text)
+    daemon = Daemon(path, port)
+    try:
+        client = daemon.client(timeout=10.0)
+        # The frames before the bad one are answered first, the slow one within
+        # the request timeout, then PERM for the bad frame.
+        client.send_raw(
+            netstring(b"slow k") + netstring(b"recipient alice@example.com") + b"x:bad,"
+        )
+        assert client.read_reply().startswith(b"TIMEOUT ")
+        assert client.read_reply() == b"OK alice@example.com"
+        assert client.read_reply().startswith(b"PERM ")
+        assert client.at_eof()
+        assert "unexpected error" not in daemon.log()
+    finally:
+        daemon.stop()
+
+
 def test_one_log_line_per_request_and_keepalive_not_logged(start_daemon: DaemonFactory) -> None:
     daemon = start_daemon()
     client = daemon.client()
