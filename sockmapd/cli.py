@@ -21,6 +21,7 @@ from sockmapd.config import (
     parse_listen_address,
     to_toml,
 )
+from sockmapd.config.files import UnreadableFile, read_bounded_text
 from sockmapd.config.loader import MAX_CONFIG_BYTES
 from sockmapd.config.postfix_import import (
     PostfixImportError,
@@ -319,21 +320,6 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_postfix_file(path: Path) -> str:
-    """Return the text of a Postfix table file; raise ValueError saying why it cannot be read."""
-    try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read the file: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ValueError(f"the file is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("the file is not valid UTF-8") from None
-
-
 def _import_postfix(args: argparse.Namespace) -> int:
     names: list[str] = args.name
     if len(names) > len(args.tables):
@@ -348,8 +334,8 @@ def _import_postfix(args: argparse.Namespace) -> int:
     for index, argument in enumerate(args.tables):
         table_type, path = split_table_argument(argument)
         try:
-            text = _read_postfix_file(Path(path))
-        except ValueError as exc:
+            text = read_bounded_text(Path(path), MAX_CONFIG_BYTES, "the file", regular=False)
+        except UnreadableFile as exc:
             print(f"{path}: {exc}", file=sys.stderr)
             unreadable = True
             continue

@@ -1,19 +1,13 @@
 """Configuration: files (TOML, the legacy Go daemon's JSON, Postfix SQL tables) as models."""
 
 from sockmapd.config.addresses import TcpAddress, UnixAddress, parse_listen_address
+from sockmapd.config.databases import DatabaseConfig, Endpoint
 from sockmapd.config.errors import ConfigError, Problem, SecretError
 from sockmapd.config.legacy import from_legacy
 from sockmapd.config.loader import load_config, parse_config
-from sockmapd.config.models import (
-    Config,
-    DatabaseConfig,
-    Endpoint,
-    KeyTransform,
-    LogConfig,
-    MapConfig,
-    MetricsConfig,
-    ServerConfig,
-)
+from sockmapd.config.log import LogConfig
+from sockmapd.config.maps import KeyTransform, MapConfig
+from sockmapd.config.models import Config
 from sockmapd.config.postfix_import import (
     DroppedParameter,
     PostfixImport,
@@ -21,6 +15,7 @@ from sockmapd.config.postfix_import import (
     PostfixSource,
     import_postfix,
 )
+from sockmapd.config.server import MetricsConfig, ServerConfig
 from sockmapd.config.writer import to_toml
 
 __all__ = [

@@ -15,7 +15,8 @@ from sockmapd.config.errors import (
     format_path,
     problems_from_validation_error,
 )
-from sockmapd.config.models import DEFAULT_PORT, Config
+from sockmapd.config.models import Config
+from sockmapd.config.server import DEFAULT_PORT
 
 # Source name used until the loader substitutes the file name.
 LEGACY_SOURCE = "<legacy>"

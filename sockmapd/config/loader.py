@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sockmapd.config.errors import ConfigError, Problem, problems_from_validation_error
+from sockmapd.config.files import UnreadableFile, read_bounded
 from sockmapd.config.legacy import from_legacy
 from sockmapd.config.models import Config
 
@@ -58,15 +59,10 @@ def load_config(path: Path, *, fallback_port: int | None = None) -> Config:
     """Return the Config in the file at path; raise ConfigError on any problem at all."""
     source = str(path)
     try:
-        with path.open("rb") as stream:
-            raw = stream.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise ConfigError(source, [Problem("", f"cannot read the file: {reason}")]) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            source, [Problem("", f"the file is larger than {MAX_CONFIG_BYTES} bytes")]
-        )
+        # Not only regular files: a configuration may come from a pipe such as <(...).
+        raw = read_bounded(path, MAX_CONFIG_BYTES, "the file", regular=False)
+    except UnreadableFile as exc:
+        raise ConfigError(source, [Problem("", str(exc))]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from sockmapd.config.errors import error_message, format_path
-from sockmapd.config.models import DOMAIN_FILE_PREFIX, Config
+from sockmapd.config.maps import DOMAIN_FILE_PREFIX
+from sockmapd.config.models import Config
 
 PostfixType = Literal["mysql", "pgsql", "sqlite"]
 POSTFIX_TYPES: tuple[PostfixType, ...] = ("mysql", "pgsql", "sqlite")

@@ -8,7 +8,11 @@ from typing import Any
 import tomli_w
 from sqlalchemy.engine import make_url
 
-from sockmapd.config.models import Config, DatabaseConfig, LogConfig, MapConfig, ServerConfig
+from sockmapd.config.databases import DatabaseConfig
+from sockmapd.config.log import LogConfig
+from sockmapd.config.maps import MapConfig
+from sockmapd.config.models import Config
+from sockmapd.config.server import ServerConfig
 
 SECRET_MASK = "********"  # noqa: S105
 _MASK_NOTE = f'# Passwords are masked as "{SECRET_MASK}"; run with --show-secrets to write them.\n'

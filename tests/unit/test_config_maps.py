@@ -19,7 +19,7 @@ from sockmapd.config.expansions import (
     compile_query,
     parse_template,
 )
-from sockmapd.config.models import MAX_DOMAIN_FILE_BYTES
+from sockmapd.config.maps import MAX_DOMAIN_FILE_BYTES
 
 SQLITE_DB = {"url": "sqlite+aiosqlite:////var/lib/sockmapd/mail.sqlite3"}
 QUERY = "SELECT goto FROM alias WHERE address = '%s'"

@@ -21,8 +21,8 @@ from sockmapd.config import (
     TcpAddress,
     UnixAddress,
 )
+from sockmapd.config.databases import MAX_PASSWORD_FILE_BYTES
 from sockmapd.config.errors import format_path, problems_from_validation_error
-from sockmapd.config.models import MAX_PASSWORD_FILE_BYTES
 
 IDENTIFIER_REASON = "must be a plain SQL identifier (letters, digits, underscore)"
 SQLITE_DB = {"url": "sqlite+aiosqlite:////var/lib/sockmapd/mail.sqlite3"}

@@ -20,7 +20,7 @@ import pytest
 from pydantic import ValidationError
 
 from sockmapd.config import LogConfig
-from sockmapd.config.models import SyslogFacility
+from sockmapd.config.log import SyslogFacility
 from sockmapd.logs import (
     LOGGER_NAME,
     configure_logging,
