@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import DaemonFactory, toml_config
 from tests.integration.daemon import Daemon, SocketmapClient, free_port, netstring
 
@@ -153,6 +155,35 @@ def test_renamed_file_and_sigusr1_continue_in_a_new_file(
     assert "key=alice@example.com result=OK" in old
     assert "bob@example.com" not in old
     assert "reloaded" not in old
+    assert "key=bob@example.com result=OK" in new
+    assert "alice@example.com" not in new
+
+
+@pytest.mark.xfail(strict=True, reason="SIGUSR1 reloads instead of only reopening the log")
+def test_sigusr1_reopens_the_log_file_without_reloading(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "sockmapd.log"
+    rotated = tmp_path / "sockmapd.log.1"
+    daemon = start_daemon(config_text=config_text(tmp_path, f'file = "{log_file}"'))
+    client = daemon.client()
+    assert client.ask("recipient", "alice@example.com") == b"OK alice@example.com"
+    wait_until(lambda: "alice@example.com" in read(log_file), lambda: read(log_file))
+    # A changed config file must not be read: the recipient map would be gone.
+    text = daemon.config_path.read_text(encoding="utf-8")
+    daemon.config_path.write_text(
+        text.replace("[maps.recipient]", "[maps.renamed]"), encoding="utf-8"
+    )
+    # Moved away and not recreated: the signal alone must bring the file back.
+    log_file.rename(rotated)
+    daemon.signal(signal.SIGUSR1)
+    wait_until(lambda: "reopened" in read(log_file), lambda: read(log_file) + read(rotated))
+    assert client.ask("recipient", "bob@example.com") == b"OK bob@example.com"
+    wait_until(lambda: "bob@example.com" in read(log_file), lambda: read(log_file))
+    daemon.stop()
+    old, new = read(rotated), read(log_file)
+    assert "reload" not in old + new
+    assert "key=alice@example.com result=OK" in old
     assert "key=bob@example.com result=OK" in new
     assert "alice@example.com" not in new
 
