@@ -1,4 +1,4 @@
-"""Run the server: bind, accept, reload on SIGHUP, stop on SIGTERM."""
+"""Run the server: bind, accept, reload on SIGHUP, reopen the log on SIGUSR1, stop on SIGTERM."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sockmapd.backends import DatabaseSetupError, Engines, create_engines
 from sockmapd.backends.health import HealthCheck
 from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
-from sockmapd.logs import configure_logging
+from sockmapd.logs import configure_logging, reopen_log_file
 from sockmapd.lookup import Router, build_router
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.server import systemd
@@ -306,9 +306,14 @@ class Daemon:
 
     async def _handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
-            if signum in (signal.SIGHUP, signal.SIGUSR1):
-                log.info("%s: reloading", signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: reloading")
                 await self.reload()
+            elif signum == signal.SIGUSR1:
+                if reopen_log_file():
+                    log.info("SIGUSR1: reopened the log file")
+                else:
+                    log.info("SIGUSR1: no log file to reopen")
             elif signum == signal.SIGUSR2:
                 cleared = self.router.clear_caches()
                 log.info("SIGUSR2: cleared %d cached answers", cleared)
