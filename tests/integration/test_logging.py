@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import DaemonFactory, toml_config
 from tests.integration.daemon import Daemon, SocketmapClient, free_port, netstring
 
@@ -231,3 +233,32 @@ def test_unreachable_syslog_socket_fails_the_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"cannot reach the syslog socket {missing}" in result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="every failed lookup logs a warning of its own")
+def test_ten_thousand_failures_write_a_few_lines_that_count_them(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "sockmapd.log"
+    daemon = start_daemon(
+        config_text=config_text(tmp_path, f'level = "warning"\nfile = "{log_file}"')
+    )
+    client = daemon.client()
+    total, batch = 10_000, 500
+    for start in range(0, total, batch):
+        client.send_raw(b"".join(netstring(b"broken k%d" % i) for i in range(start, start + batch)))
+        for _ in range(batch):
+            assert client.read_reply().startswith(b"TEMP")
+    client.close()
+    daemon.stop()
+    lines = read(log_file).splitlines()
+    assert len(lines) < 20, "\n".join(lines[:40])
+    failures = [line for line in lines if "database main failed" in line]
+    summaries = [
+        int(found.group(1).replace(",", ""))
+        for line in lines
+        if (found := re.search(r"([\d,]+) more like this in the last", line))
+    ]
+    # Nothing is hidden: each failure is logged or counted in a summary.
+    assert summaries, "\n".join(lines)
+    assert len(failures) + sum(summaries) == total, "\n".join(lines)
