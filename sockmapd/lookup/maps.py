@@ -26,6 +26,7 @@ from sockmapd.config.expansions import (
 )
 from sockmapd.lookup.answers import format_rows
 from sockmapd.lookup.cache import ReplyCache
+from sockmapd.lookup.failures import FailureLog
 from sockmapd.lookup.keys import (
     Expander,
     KeyParts,
@@ -38,6 +39,8 @@ from sockmapd.metrics import NO_DATABASE_ERRORS, DatabaseErrors
 from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
 
 log = logging.getLogger(__name__)
+# One per process, shared by every map and generation; flushed at shutdown.
+failures = FailureLog(log)
 
 _INTERNAL_ERROR = Reply.temp("internal error, try again later")
 
@@ -278,7 +281,9 @@ class MapLookup:
             rows = await self._fetch(params)
         except TimeoutError:
             self._errors.timeout()
-            log.warning(
+            failures.failed(
+                self.database,
+                "timeout",
                 "map %s: database %s: query exceeded query_timeout=%gs",
                 self.name,
                 self.database,
@@ -290,15 +295,25 @@ class MapLookup:
                 self._errors.lost_connection()
                 # The pooled connection died (server restart, failover, a cut
                 # network): one more try on a fresh one, maybe on another host.
-                log.info(
+                failures.failed(
+                    self.database,
+                    "lost connection",
                     "map %s: database %s: connection lost (%s); retrying once",
                     self.name,
                     self.database,
                     _one_line(exc),
+                    level=logging.INFO,
                 )
                 return await self._attempt(params, parts, may_retry=False)
             self._errors.failed(exc)
-            log.warning("map %s: database %s failed: %s", self.name, self.database, _one_line(exc))
+            failures.failed(
+                self.database,
+                "query failed",
+                "map %s: database %s failed: %s",
+                self.name,
+                self.database,
+                _one_line(exc),
+            )
             return self._unavailable
         return format_rows(
             rows,

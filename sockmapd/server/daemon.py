@@ -23,6 +23,7 @@ from sockmapd.backends.health import HealthCheck
 from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
 from sockmapd.logs import configure_logging, reopen_log_file
 from sockmapd.lookup import Router, build_router
+from sockmapd.lookup.maps import failures
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.server import systemd
 from sockmapd.server.access import AccessList
@@ -176,6 +177,8 @@ class Daemon:
                     await self._serve(listeners)
                     tasks.cancel_scope.cancel()
         finally:
+            # Failures counted since their last line are summarised before exit.
+            failures.flush()
             await self._generation.engines.dispose()
         log.info("stopped")
         if threading.active_count() > 1:

@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from tests.integration.conftest import DaemonFactory, toml_config
 from tests.integration.daemon import Daemon, SocketmapClient, free_port, netstring
 
@@ -235,7 +233,6 @@ def test_unreachable_syslog_socket_fails_the_start(tmp_path: Path) -> None:
     assert f"cannot reach the syslog socket {missing}" in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="every failed lookup logs a warning of its own")
 def test_ten_thousand_failures_write_a_few_lines_that_count_them(
     start_daemon: DaemonFactory, tmp_path: Path
 ) -> None:
@@ -253,7 +250,9 @@ def test_ten_thousand_failures_write_a_few_lines_that_count_them(
     daemon.stop()
     lines = read(log_file).splitlines()
     assert len(lines) < 20, "\n".join(lines[:40])
-    failures = [line for line in lines if "database main failed" in line]
+    failures = [
+        line for line in lines if "database main failed" in line and "more like this" not in line
+    ]
     summaries = [
         int(found.group(1).replace(",", ""))
         for line in lines
