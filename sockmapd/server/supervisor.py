@@ -31,15 +31,15 @@ from sockmapd.backends import DatabaseSetupError, create_engines
 from sockmapd.config import Config, ConfigError, UnixAddress, load_config
 from sockmapd.logs import configure_logging, reopen_log_file, restamp_after_fork
 from sockmapd.server import systemd
-from sockmapd.server.daemon import (
-    Daemon,
+from sockmapd.server.daemon import Daemon
+from sockmapd.server.listeners import ListenError, bind_sockets
+from sockmapd.server.privileges import PrivilegeError
+from sockmapd.server.startup import (
     StartupError,
     drop_to_run_as,
     unix_permissions,
     warn_about_exposure,
 )
-from sockmapd.server.listeners import ListenError, bind_sockets
-from sockmapd.server.privileges import PrivilegeError
 
 log = logging.getLogger(__name__)
 
