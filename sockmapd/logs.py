@@ -190,6 +190,22 @@ def _open_handler(config: LogConfig) -> logging.Handler:
     return logging.StreamHandler(sys.stderr)
 
 
+def reopen_log_file() -> bool:
+    """Reopen the log file under its name if it was moved away (SIGUSR1, logrotate).
+
+    Return False if the logs go elsewhere than to a file. The configuration is
+    not read again.
+    """
+    files = [
+        handler
+        for handler in logging.getLogger(LOGGER_NAME).handlers
+        if isinstance(handler, logging.handlers.WatchedFileHandler)
+    ]
+    for handler in files:
+        handler.reopenIfNeeded()
+    return bool(files)
+
+
 def restamp_after_fork() -> None:
     """Put this process's pid in the syslog ident; a forked worker inherits its parent's."""
     for handler in logging.getLogger(LOGGER_NAME).handlers:
@@ -215,7 +231,7 @@ def _check_syslog_socket(path: str) -> None:
 def configure_logging(config: LogConfig) -> None:
     """Send the sockmapd loggers to the configured target, format and level.
 
-    Called again on reload (SIGHUP, SIGUSR1): the previous handler is closed and
+    Called again on reload (SIGHUP): the previous handler is closed and
     the new one opened, so a log file moved away is reopened under its name.
     Raises OSError, and leaves logging as it was, if the target cannot be opened.
     """

@@ -134,8 +134,9 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "log.file": (
         'Log file; setting it alone selects `target = "file"` (the legacy `logfile`). '
-        "It is reopened when it has been moved away, on `SIGUSR1` and on every reload "
-        "(logrotate without copytruncate)."
+        "It is reopened under its name when it has been moved away: at the next line "
+        "written, at once on `SIGUSR1` (which reads nothing else) and on every reload "
+        "(`SIGHUP`); rotate without copytruncate."
     ),
     "log.format": (
         "`text`: one `key=value` line per request, close to Postfix's style; `json`: one "

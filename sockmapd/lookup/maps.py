@@ -29,6 +29,7 @@ from sockmapd.config.expansions import (
 )
 from sockmapd.lookup.answers import format_rows
 from sockmapd.lookup.cache import ReplyCache
+from sockmapd.lookup.failures import FailureLog
 from sockmapd.lookup.keys import (
     Expander,
     KeyParts,
@@ -41,6 +42,8 @@ from sockmapd.lookup.statements import KEY_PARAM, build_statement
 from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
 
 log = logging.getLogger(__name__)
+# One per process, shared by every map and generation; flushed at shutdown.
+failures = FailureLog(log)
 
 _INTERNAL_ERROR = Reply.temp("internal error, try again later")
 
@@ -286,7 +289,9 @@ class MapLookup:
             rows = await pool.fetch(prepared.sql, prepared.arguments(params), self._query_timeout)
         except QueryTimeout as exc:
             self._errors.failed(exc)
-            log.warning(
+            failures.failed(
+                self.database,
+                exc.kind,
                 "map %s: database %s: query exceeded query_timeout=%gs",
                 self.name,
                 self.database,
@@ -298,18 +303,35 @@ class MapLookup:
             if may_retry:
                 # The pooled connection died (server restart, failover, a cut
                 # network): one more try on a fresh one, maybe on another host.
-                log.info(
+                failures.failed(
+                    self.database,
+                    exc.kind,
                     "map %s: database %s: connection lost (%s); retrying once",
                     self.name,
                     self.database,
                     exc,
+                    level=logging.INFO,
                 )
                 return await self._attempt(params, parts, may_retry=False)
-            log.warning("map %s: database %s failed: %s", self.name, self.database, exc)
+            failures.failed(
+                self.database,
+                "lost_connection_on_retry",
+                "map %s: database %s failed: %s",
+                self.name,
+                self.database,
+                exc,
+            )
             return self._unavailable
         except DatabaseError as exc:
             self._errors.failed(exc)
-            log.warning("map %s: database %s failed: %s", self.name, self.database, exc)
+            failures.failed(
+                self.database,
+                exc.kind,
+                "map %s: database %s failed: %s",
+                self.name,
+                self.database,
+                exc,
+            )
             return self._unavailable
         return format_rows(
             rows,

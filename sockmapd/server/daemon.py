@@ -1,11 +1,9 @@
-"""Run the server: bind, accept, reload on SIGHUP, stop on SIGTERM."""
+"""Run the server: bind, accept, reload on SIGHUP, reopen the log on SIGUSR1, stop on SIGTERM."""
 
 from __future__ import annotations
 
-import grp
 import logging
 import os
-import pwd
 import signal
 import socket
 import threading
@@ -16,13 +14,13 @@ from pathlib import Path
 
 import anyio
 from anyio.abc import SocketAttribute, TaskGroup
-from sqlalchemy.engine import make_url
 
 from sockmapd.backends import DatabaseSetupError, Engines, create_engines
 from sockmapd.backends.health import HealthCheck
 from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
-from sockmapd.logs import configure_logging
+from sockmapd.logs import configure_logging, reopen_log_file
 from sockmapd.lookup import Router, build_router
+from sockmapd.lookup.maps import failures
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.server import systemd
 from sockmapd.server.access import AccessList
@@ -30,14 +28,10 @@ from sockmapd.server.connection import Connection
 from sockmapd.server.http import MetricsServer
 from sockmapd.server.listeners import (
     BoundListener,
-    ListenError,
-    UnixPermissions,
     accept_in_slot,
-    adopt_sockets,
     describe_peer,
-    open_listeners,
 )
-from sockmapd.server.privileges import PrivilegeError, drop_privileges
+from sockmapd.server.startup import StartupError, start_listening
 from sockmapd.server.stream import lean, lean_socket
 
 log = logging.getLogger(__name__)
@@ -62,10 +56,6 @@ RESTART_ONLY = (
 # After max_connections was reached, it is logged again only once the number of
 # connections has fallen below this share of it: once per burst, not per client.
 FULL_RELOG_SHARE = 0.9
-
-
-class StartupError(Exception):
-    """The server could not start: nothing is listening."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +161,9 @@ class Daemon:
                     # A worker is forked with these signals blocked, so that one
                     # forwarded during its start waits instead of killing it.
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-                listeners, metrics_listeners = await self._start_listening()
+                listeners, metrics_listeners = await start_listening(
+                    self._initial, self._config_path, self._sockets
+                )
                 async with anyio.create_task_group() as tasks:
                     self._tasks = tasks
                     tasks.start_soon(self._handle_signals, signals)
@@ -181,6 +173,8 @@ class Daemon:
                     await self._serve(listeners)
                     tasks.cancel_scope.cancel()
         finally:
+            # Failures counted since their last line are summarised before exit.
+            failures.flush()
             await self._generation.engines.dispose()
         log.info("stopped")
         if threading.active_count() > 1:
@@ -190,38 +184,6 @@ class Daemon:
             # and engine is closed: leave now.
             logging.shutdown()
             os._exit(0)
-
-    async def _start_listening(self) -> tuple[list[BoundListener], list[BoundListener]]:
-        """Bind (or adopt) the socketmap and metrics listeners and drop privileges.
-
-        Raise StartupError on failure, with nothing left listening.
-        """
-        server = self._initial.server
-        if self._sockets is not None:
-            return await adopt_sockets(self._sockets), []
-        # The metrics listener first: once the socketmap port accepts connections,
-        # /metrics and /healthz do too (a start-up probe may rely on that).
-        metrics_listeners: list[BoundListener] = []
-        address = self._initial.metrics.listen_address()
-        if address is not None:
-            try:
-                metrics_listeners = await open_listeners([address])
-            except ListenError as exc:
-                raise StartupError(f"metrics: {exc}") from exc
-        try:
-            listeners = await self._listen(server)
-        except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
-            for bound in metrics_listeners:
-                await bound.aclose()
-            raise StartupError(str(exc)) from exc
-        try:
-            drop_to_run_as(server)
-        except PrivilegeError as exc:
-            for bound in listeners + metrics_listeners:
-                await bound.aclose()
-            raise StartupError(str(exc)) from exc
-        warn_about_exposure(self._initial, self._config_path)
-        return listeners, metrics_listeners
 
     def stop(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish."""
@@ -299,21 +261,16 @@ class Daemon:
         await anyio.sleep(old.config.server.request_timeout + 1.0)
         await old.engines.dispose()
 
-    async def _listen(self, server: ServerConfig) -> list[BoundListener]:
-        inherited = systemd.inherited_sockets()
-        if inherited:
-            listeners = await adopt_sockets(inherited)
-            log.info(
-                "using %d sockets passed by systemd; server.listen is not bound", len(listeners)
-            )
-            return listeners
-        return await open_listeners(server.listen_addresses(), unix_permissions(server))
-
     async def _handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
-            if signum in (signal.SIGHUP, signal.SIGUSR1):
-                log.info("%s: reloading", signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                log.info("SIGHUP: reloading")
                 await self.reload()
+            elif signum == signal.SIGUSR1:
+                if reopen_log_file():
+                    log.info("SIGUSR1: reopened the log file")
+                else:
+                    log.info("SIGUSR1: no log file to reopen")
             elif signum == signal.SIGUSR2:
                 cleared = self.router.clear_caches()
                 log.info("SIGUSR2: cleared %d cached answers", cleared)
@@ -449,61 +406,3 @@ class Daemon:
                 self._slots.borrowed_tokens < self._slots.total_tokens * FULL_RELOG_SHARE
             ):
                 self._full_logged = False
-
-
-def drop_to_run_as(server: ServerConfig) -> None:
-    """Switch to run_as_user and run_as_group; raise PrivilegeError, also if still root."""
-    drop_privileges(server.run_as_user, server.run_as_group)
-    if os.geteuid() == 0 and not server.allow_root:
-        raise PrivilegeError(
-            "refusing to run as root: set server.run_as_user (and run_as_group) to an "
-            "unprivileged account, or allow_root = true"
-        )
-
-
-def warn_about_exposure(config: Config, config_path: Path | None) -> None:
-    """Log a warning for a legacy allow-everyone config or a password readable by all."""
-    networks = config.server.allowed_networks()
-    if config.is_legacy and any(n.prefixlen == 0 for n in networks):
-        log.warning(
-            "this legacy JSON config accepts TCP clients from every IPv4 address, as the "
-            "Go sockmapd did; convert it (sockmapd config convert) and set server.allow "
-            'to the MTA hosts, e.g. allow = ["192.0.2.25/32"]'
-        )
-    if config_path is not None and any(_holds_password(db) for db in config.databases.values()):
-        try:
-            mode = config_path.stat().st_mode
-        except OSError:
-            return
-        if mode & 0o004:
-            log.warning(
-                "%s holds a database password and is readable by every local user: "
-                "chmod o-r it, or use password_file or password_env",
-                config_path,
-            )
-
-
-def unix_permissions(server: ServerConfig) -> UnixPermissions:
-    """Resolve unix_mode, unix_owner and unix_group; raise PrivilegeError for unknown names."""
-    uid = gid = -1
-    if server.unix_owner is not None:
-        uid = _resolve(server.unix_owner, lambda name: pwd.getpwnam(name).pw_uid, "unix_owner")
-    if server.unix_group is not None:
-        gid = _resolve(server.unix_group, lambda name: grp.getgrnam(name).gr_gid, "unix_group")
-    return UnixPermissions(server.unix_mode_bits(), uid, gid)
-
-
-def _resolve(value: str, lookup: Callable[[str], int], field: str) -> int:
-    if value.isdigit():
-        return int(value)
-    try:
-        return lookup(value)
-    except KeyError:
-        raise PrivilegeError(f"server.{field}: no such account {value!r}") from None
-
-
-def _holds_password(db: DatabaseConfig) -> bool:
-    """Return True when the config file itself holds this database's password."""
-    if db.password is not None:
-        return True
-    return db.url is not None and make_url(db.url).password is not None

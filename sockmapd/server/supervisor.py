@@ -29,17 +29,17 @@ import anyio
 
 from sockmapd.backends import DatabaseSetupError, create_engines
 from sockmapd.config import Config, ConfigError, UnixAddress, load_config
-from sockmapd.logs import configure_logging, restamp_after_fork
+from sockmapd.logs import configure_logging, reopen_log_file, restamp_after_fork
 from sockmapd.server import systemd
-from sockmapd.server.daemon import (
-    Daemon,
+from sockmapd.server.daemon import Daemon
+from sockmapd.server.listeners import ListenError, bind_sockets
+from sockmapd.server.privileges import PrivilegeError
+from sockmapd.server.startup import (
     StartupError,
     drop_to_run_as,
     unix_permissions,
     warn_about_exposure,
 )
-from sockmapd.server.listeners import ListenError, bind_sockets
-from sockmapd.server.privileges import PrivilegeError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Action(enum.Enum):
     """What the supervisor does about a signal."""
 
     RELOAD = "reload"
+    REOPEN_LOG = "reopen the log file"
     CLEAR_CACHES = "clear caches"
     STOP = "stop"
     REAP = "reap"
@@ -78,8 +79,10 @@ class Action(enum.Enum):
 
 def action_for(signum: int) -> Action:
     """Return what a signal received by the supervisor means."""
-    if signum in (signal.SIGHUP, signal.SIGUSR1):
+    if signum == signal.SIGHUP:
         return Action.RELOAD
+    if signum == signal.SIGUSR1:
+        return Action.REOPEN_LOG
     if signum == signal.SIGUSR2:
         return Action.CLEAR_CACHES
     if signum in (signal.SIGTERM, signal.SIGINT):
@@ -92,8 +95,7 @@ def action_for(signum: int) -> Action:
 def forwarded_signal(signum: int) -> int | None:
     """Return the signal passed on to every worker for signum, or None if none is."""
     action = action_for(signum)
-    if action is Action.RELOAD:
-        # SIGUSR1 and SIGHUP both reload; the worker logs which one it was.
+    if action in (Action.RELOAD, Action.REOPEN_LOG):
         return signum
     if action is Action.CLEAR_CACHES:
         return signal.SIGUSR2
@@ -303,7 +305,12 @@ class Supervisor:
             self._forward(signum)
             systemd.notify("READY=1")
             return
+        if action is Action.REOPEN_LOG:
+            # No config check: the workers reopen their log file and nothing else.
+            reopen_log_file()
         self._forward(signum)
+        if action is Action.REOPEN_LOG:
+            log.info("%s: passed on to %d workers to reopen their log", name, len(self._live()))
         if action is Action.CLEAR_CACHES:
             log.info("%s: passed on to %d workers to clear their caches", name, len(self._live()))
 

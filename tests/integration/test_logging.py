@@ -145,14 +145,42 @@ def test_renamed_file_and_sigusr1_continue_in_a_new_file(
     log_file.rename(rotated)
     log_file.touch()
     daemon.signal(signal.SIGUSR1)
-    wait_until(lambda: "reloaded" in read(log_file), lambda: read(log_file) + read(rotated))
+    wait_until(lambda: "reopened" in read(log_file), lambda: read(log_file) + read(rotated))
     assert client.ask("recipient", "bob@example.com") == b"OK bob@example.com"
     wait_until(lambda: "bob@example.com" in read(log_file), lambda: read(log_file))
     daemon.stop()
     old, new = read(rotated), read(log_file)
     assert "key=alice@example.com result=OK" in old
     assert "bob@example.com" not in old
-    assert "reloaded" not in old
+    assert "reopened" not in old
+    assert "key=bob@example.com result=OK" in new
+    assert "alice@example.com" not in new
+
+
+def test_sigusr1_reopens_the_log_file_without_reloading(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "sockmapd.log"
+    rotated = tmp_path / "sockmapd.log.1"
+    daemon = start_daemon(config_text=config_text(tmp_path, f'file = "{log_file}"'))
+    client = daemon.client()
+    assert client.ask("recipient", "alice@example.com") == b"OK alice@example.com"
+    wait_until(lambda: "alice@example.com" in read(log_file), lambda: read(log_file))
+    # A changed config file must not be read: the recipient map would be gone.
+    text = daemon.config_path.read_text(encoding="utf-8")
+    daemon.config_path.write_text(
+        text.replace("[maps.recipient]", "[maps.renamed]"), encoding="utf-8"
+    )
+    # Moved away and not recreated: the signal alone must bring the file back.
+    log_file.rename(rotated)
+    daemon.signal(signal.SIGUSR1)
+    wait_until(lambda: "reopened" in read(log_file), lambda: read(log_file) + read(rotated))
+    assert client.ask("recipient", "bob@example.com") == b"OK bob@example.com"
+    wait_until(lambda: "bob@example.com" in read(log_file), lambda: read(log_file))
+    daemon.stop()
+    old, new = read(rotated), read(log_file)
+    assert "reload" not in old + new
+    assert "key=alice@example.com result=OK" in old
     assert "key=bob@example.com result=OK" in new
     assert "alice@example.com" not in new
 
@@ -203,3 +231,33 @@ def test_unreachable_syslog_socket_fails_the_start(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"cannot reach the syslog socket {missing}" in result.stderr
+
+
+def test_ten_thousand_failures_write_a_few_lines_that_count_them(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "sockmapd.log"
+    daemon = start_daemon(
+        config_text=config_text(tmp_path, f'level = "warning"\nfile = "{log_file}"')
+    )
+    client = daemon.client()
+    total, batch = 10_000, 500
+    for start in range(0, total, batch):
+        client.send_raw(b"".join(netstring(b"broken k%d" % i) for i in range(start, start + batch)))
+        for _ in range(batch):
+            assert client.read_reply().startswith(b"TEMP")
+    client.close()
+    daemon.stop()
+    lines = read(log_file).splitlines()
+    assert len(lines) < 20, "\n".join(lines[:40])
+    failures = [
+        line for line in lines if "database main failed" in line and "more like this" not in line
+    ]
+    summaries = [
+        int(found.group(1).replace(",", ""))
+        for line in lines
+        if (found := re.search(r"([\d,]+) more like this in the last", line))
+    ]
+    # Nothing is hidden: each failure is logged or counted in a summary.
+    assert summaries, "\n".join(lines)
+    assert len(failures) + sum(summaries) == total, "\n".join(lines)

@@ -319,7 +319,7 @@ def test_sighup_reload_serves_new_map_and_bad_config_keeps_old(
         assert time.monotonic() < deadline, daemon.log()
         time.sleep(0.05)
     daemon.config_path.write_text(good + "\n[maps.x]\nbogus = 1\n")
-    daemon.signal(signal.SIGUSR1)
+    daemon.signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while "reload failed" not in daemon.log():
         assert time.monotonic() < deadline, daemon.log()

@@ -192,7 +192,7 @@ def test_sighup_reloads_every_worker(start_daemon: DaemonFactory) -> None:
     # A broken file is refused by the supervisor; the workers keep the last good one.
     replacement.write_text(good + "\n[maps.x]\nbogus = 1\n")
     os.replace(replacement, daemon.config_path)
-    daemon.signal(signal.SIGUSR1)
+    daemon.signal(signal.SIGHUP)
     wait_for(lambda: "reload failed" in daemon.log(), daemon, "the broken file was not refused")
     assert daemon.log().count("reloaded ") == 2
     assert SocketmapClient.tcp(port).ask("alias", "bob@example.com") == b"OK bob@example.com"
@@ -317,3 +317,19 @@ def test_workers_stop_when_the_supervisor_is_killed(start_daemon: DaemonFactory)
         assert time.monotonic() < wait_for_gone, daemon.log()
         time.sleep(0.05)
     assert daemon.log().count("SIGTERM: shutting down") == 2
+
+
+def test_sigusr1_reaches_every_worker_without_a_reload(start_daemon: DaemonFactory) -> None:
+    daemon = start_workers(start_daemon)
+    pids = workers(daemon)
+    # A broken file shows whether anything reads it: SIGUSR1 must not.
+    daemon.config_path.write_text(daemon.config_path.read_text() + "\n[maps.x]\nbogus = 1\n")
+    daemon.signal(signal.SIGUSR1)
+    wait_for(
+        lambda: daemon.log().count("SIGUSR1: no log file to reopen") == 2,
+        daemon,
+        "a worker missed SIGUSR1",
+    )
+    assert "passed on to 2 workers to reopen their log" in daemon.log()
+    assert "reload" not in daemon.log()
+    assert workers(daemon) == pids

@@ -25,7 +25,7 @@ from sockmapd.server.supervisor import (
     ("signum", "action", "passed"),
     [
         (signal.SIGHUP, Action.RELOAD, signal.SIGHUP),
-        (signal.SIGUSR1, Action.RELOAD, signal.SIGUSR1),
+        (signal.SIGUSR1, Action.REOPEN_LOG, signal.SIGUSR1),
         (signal.SIGUSR2, Action.CLEAR_CACHES, signal.SIGUSR2),
         (signal.SIGTERM, Action.STOP, signal.SIGTERM),
         (signal.SIGINT, Action.STOP, signal.SIGTERM),
