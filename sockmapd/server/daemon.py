@@ -20,7 +20,7 @@ from sockmapd.backends.health import HealthCheck
 from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
 from sockmapd.logs import configure_logging, reopen_log_file
 from sockmapd.lookup import Router, build_router
-from sockmapd.lookup.maps import failures
+from sockmapd.lookup.query import failures
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.server import systemd
 from sockmapd.server.access import AccessList

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +31,24 @@ def databases(tmp_path: Path) -> tuple[Engines, dict[str, DatabaseConfig]]:
     return create_engines(config.databases), dict(config.databases)
 
 
-def test_report_names_the_database_that_does_not_answer(tmp_path: Path) -> None:
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop for a test: pooled connections are closed on the loop that opened them."""
+    with asyncio.Runner() as running:
+        yield running
+
+
+def test_report_names_the_database_that_does_not_answer(
+    tmp_path: Path, runner: asyncio.Runner
+) -> None:
     engines, configs = databases(tmp_path)
-    report = asyncio.run(HealthCheck(lambda: (engines, configs)).check())
+    report = runner.run(HealthCheck(lambda: (engines, configs)).check())
     assert report.databases["good"] == OK
     assert report.databases["bad"].startswith("cannot connect: database bad: ")
     assert "unable to open database file" in report.databases["bad"]
     assert "\n" not in report.databases["bad"]
     assert not report.healthy
-    asyncio.run(engines.dispose())
+    runner.run(engines.dispose())
 
 
 def test_healthy_only_when_every_database_is_ok() -> None:
@@ -47,7 +57,7 @@ def test_healthy_only_when_every_database_is_ok() -> None:
     assert not HealthReport({"a": OK, "b": "no answer within 8s"}).healthy
 
 
-def test_concurrent_callers_share_one_probe(tmp_path: Path) -> None:
+def test_concurrent_callers_share_one_probe(tmp_path: Path, runner: asyncio.Runner) -> None:
     engines, configs = databases(tmp_path)
     probes = 0
 
@@ -61,16 +71,18 @@ def test_concurrent_callers_share_one_probe(tmp_path: Path) -> None:
     async def burst() -> list[HealthReport]:
         return await asyncio.gather(*(check.check() for _ in range(20)))
 
-    reports = asyncio.run(burst())
+    reports = runner.run(burst())
     assert probes == 1
     assert all(report == reports[0] for report in reports)
     # Once it landed, the next caller probes again: no stale answer is kept.
-    asyncio.run(check.check())
+    runner.run(check.check())
     assert probes == 2
-    asyncio.run(engines.dispose())
+    runner.run(engines.dispose())
 
 
-def test_a_caller_that_goes_away_leaves_the_probe_to_the_others(tmp_path: Path) -> None:
+def test_a_caller_that_goes_away_leaves_the_probe_to_the_others(
+    tmp_path: Path, runner: asyncio.Runner
+) -> None:
     engines, configs = databases(tmp_path)
     check = HealthCheck(lambda: (engines, configs))
 
@@ -81,16 +93,18 @@ def test_a_caller_that_goes_away_leaves_the_probe_to_the_others(tmp_path: Path) 
         first.cancel()
         return await second
 
-    report = asyncio.run(main())
+    report = runner.run(main())
     assert report.databases["good"] == OK
-    asyncio.run(engines.dispose())
+    runner.run(engines.dispose())
 
 
-def test_only_changes_of_state_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_only_changes_of_state_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, runner: asyncio.Runner
+) -> None:
     engines, configs = databases(tmp_path)
     check = HealthCheck(lambda: (engines, configs))
     with caplog.at_level(logging.INFO, logger="sockmapd.backends.health"):
         for _ in range(3):
-            asyncio.run(check.check())
+            runner.run(check.check())
     assert [r.getMessage().split(":")[1] for r in caplog.records] == [" database bad is down"]
-    asyncio.run(engines.dispose())
+    runner.run(engines.dispose())

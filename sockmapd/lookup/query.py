@@ -1,0 +1,178 @@
+"""One map's query: its statement, compiled once, run on the lookup pool, and its answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from sqlalchemy import String, bindparam, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql import ClauseElement, Executable
+
+from sockmapd.backends.drivers import PreparedLookup
+from sockmapd.backends.errors import (
+    ConnectionLost,
+    DatabaseError,
+    DatabaseUnavailable,
+    QueryTimeout,
+)
+from sockmapd.backends.pool import DriverPool
+from sockmapd.config import DatabaseConfig, MapConfig
+from sockmapd.config.expansions import RESULT_CODES, compile_query, parse_template
+from sockmapd.lookup.answers import format_rows
+from sockmapd.lookup.failures import FailureLog
+from sockmapd.lookup.keys import KeyParts, ResultFormatter, query_params
+from sockmapd.lookup.recorder import NO_RECORDER, ErrorRecorder
+from sockmapd.lookup.statements import KEY_PARAM, build_statement
+from sockmapd.protocol import NOTFOUND_REPLY, Reply
+
+log = logging.getLogger(__name__)
+# One per process, shared by every map and generation; flushed at shutdown.
+failures = FailureLog(log)
+
+
+class MapQuery:
+    """The statement of one map and how its rows become a reply."""
+
+    __slots__ = (
+        "_codes",
+        "_errors",
+        "_expansion_limit",
+        "_first_column_only",
+        "_formatter",
+        "_pool",
+        "_prepared",
+        "_query_timeout",
+        "_reason_column",
+        "database",
+        "name",
+        "statement",
+        "timed_out",
+        "unavailable",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        config: MapConfig,
+        engine: AsyncEngine,
+        database: DatabaseConfig,
+        *,
+        errors: ErrorRecorder | None = None,
+        pool: DriverPool | None = None,
+    ) -> None:
+        self.name = name
+        self.database = config.database
+        self._errors = NO_RECORDER if errors is None else errors
+        self.statement: Executable
+        if config.query is not None:
+            bound = compile_query(config.query)
+            self._codes = bound.codes
+            self.statement = text(bound.sql).bindparams(
+                *(bindparam(f"x_{code}", type_=String()) for code in bound.codes)
+            )
+        else:
+            self._codes = ("s",)
+            self.statement = build_statement(config)
+        # Lookups send the SQL compiled here for the database's dialect straight
+        # to the driver; the key stays a bound parameter.
+        self._pool = pool
+        self._prepared = (
+            PreparedLookup(cast(ClauseElement, self.statement), engine.dialect)
+            if pool is not None
+            else None
+        )
+        self._reason_column = config.reason is not None
+        self._formatter = (
+            ResultFormatter(parse_template(config.result_format, RESULT_CODES))
+            if config.result_format is not None
+            else None
+        )
+        self._expansion_limit = config.expansion_limit
+        self._first_column_only = config.result_columns == "first"
+        self._query_timeout = database.query_timeout
+        self.unavailable = Reply.temp(f"database {config.database} unavailable, try again later")
+        self.timed_out = Reply.timeout(
+            f"database {config.database} did not answer within {database.query_timeout:g}s"
+        )
+
+    async def run(self, parts: KeyParts) -> Reply:
+        """Return the answer of the database for one key; a failure is TEMP or TIMEOUT."""
+        if not parts.key:
+            # Postfix never queries an empty key ("empty query string -- ignored").
+            return NOTFOUND_REPLY
+        if self._codes == ("s",):
+            params = {KEY_PARAM: parts.key}
+        else:
+            found = query_params(self._codes, parts)
+            if found is None:
+                # An expansion the key cannot fill (%d of an unqualified key, ...):
+                # Postfix suppresses the query and the key is not found.
+                return NOTFOUND_REPLY
+            params = found
+        if self._formatter is not None and not self._formatter.usable_for(parts):
+            return NOTFOUND_REPLY
+        return await self._attempt(params, parts, may_retry=True)
+
+    async def _attempt(self, params: dict[str, str], parts: KeyParts, *, may_retry: bool) -> Reply:
+        pool = self._pool
+        prepared = self._prepared
+        try:
+            if pool is None or prepared is None:
+                # Only a map built without a database (a test double) gets here.
+                raise DatabaseUnavailable(f"database {self.database}: no connection pool")
+            rows = await pool.fetch(prepared.sql, prepared.arguments(params), self._query_timeout)
+        except QueryTimeout as exc:
+            self._errors.failed(exc)
+            failures.failed(
+                self.database,
+                exc.kind,
+                "map %s: database %s: query exceeded query_timeout=%gs",
+                self.name,
+                self.database,
+                self._query_timeout,
+            )
+            return self.timed_out
+        except ConnectionLost as exc:
+            self._errors.failed(exc)
+            if may_retry:
+                # The pooled connection died (server restart, failover, a cut
+                # network): one more try on a fresh one, maybe on another host.
+                failures.failed(
+                    self.database,
+                    exc.kind,
+                    "map %s: database %s: connection lost (%s); retrying once",
+                    self.name,
+                    self.database,
+                    exc,
+                    level=logging.INFO,
+                )
+                return await self._attempt(params, parts, may_retry=False)
+            failures.failed(
+                self.database,
+                "lost_connection_on_retry",
+                "map %s: database %s failed: %s",
+                self.name,
+                self.database,
+                exc,
+            )
+            return self.unavailable
+        except DatabaseError as exc:
+            self._errors.failed(exc)
+            failures.failed(
+                self.database,
+                exc.kind,
+                "map %s: database %s failed: %s",
+                self.name,
+                self.database,
+                exc,
+            )
+            return self.unavailable
+        return format_rows(
+            rows,
+            reason_column=self._reason_column,
+            formatter=self._formatter,
+            parts=parts,
+            expansion_limit=self._expansion_limit,
+            first_column_only=self._first_column_only,
+        )

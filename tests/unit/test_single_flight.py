@@ -1,0 +1,83 @@
+"""SingleFlight: one computation per key at a time, and a cancelled leader hands over."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sockmapd.lookup.single_flight import SingleFlight
+from sockmapd.protocol import Reply
+
+
+def test_concurrent_callers_share_one_computation() -> None:
+    async def main() -> None:
+        flights = SingleFlight()
+        gate = asyncio.Event()
+        calls = 0
+
+        async def compute() -> Reply:
+            nonlocal calls
+            calls += 1
+            await gate.wait()
+            return Reply.ok("v")
+
+        tasks = [asyncio.create_task(flights.run("k", compute)) for _ in range(5)]
+        await asyncio.sleep(0)
+        assert flights.running == 1
+        gate.set()
+        assert await asyncio.gather(*tasks) == [Reply.ok("v")] * 5
+        assert calls == 1
+        assert flights.running == 0
+        # Once landed, the next caller computes again.
+        assert await flights.run("k", compute) == Reply.ok("v")
+        assert calls == 2
+
+    asyncio.run(main())
+
+
+def test_different_keys_do_not_wait_for_each_other() -> None:
+    async def main() -> None:
+        flights = SingleFlight()
+        gate = asyncio.Event()
+
+        async def slow() -> Reply:
+            await gate.wait()
+            return Reply.ok("slow")
+
+        async def fast() -> Reply:
+            return Reply.ok("fast")
+
+        waiting = asyncio.create_task(flights.run("a", slow))
+        await asyncio.sleep(0)
+        assert await flights.run("b", fast) == Reply.ok("fast")
+        gate.set()
+        assert await waiting == Reply.ok("slow")
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_leader_lets_a_follower_ask_again() -> None:
+    async def main() -> None:
+        flights = SingleFlight()
+        first_gate = asyncio.Event()
+        calls = 0
+
+        async def compute() -> Reply:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                await first_gate.wait()
+            return Reply.ok(f"call {calls}")
+
+        leader = asyncio.create_task(flights.run("k", compute))
+        await asyncio.sleep(0)
+        follower = asyncio.create_task(flights.run("k", compute))
+        await asyncio.sleep(0)
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        assert await follower == Reply.ok("call 2")
+        assert flights.running == 0
+
+    asyncio.run(main())
