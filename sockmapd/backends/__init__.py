@@ -1,10 +1,11 @@
-"""Database engines: one SQLAlchemy async engine per configured database."""
+"""Databases: one SQLAlchemy engine and one lookup pool per configured database."""
 
-from sockmapd.backends.engines import (
+from sockmapd.backends.databases import (
+    Database,
     DatabaseError,
+    Databases,
     DatabaseSetupError,
-    Engines,
-    create_engines,
+    create_databases,
 )
 
-__all__ = ["DatabaseError", "DatabaseSetupError", "Engines", "create_engines"]
+__all__ = ["Database", "DatabaseError", "DatabaseSetupError", "Databases", "create_databases"]

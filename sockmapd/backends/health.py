@@ -1,30 +1,26 @@
-"""Database health: a trivial query on every database, shared by concurrent callers."""
+"""Database health: a trivial query through every lookup pool, shared by concurrent callers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from sockmapd.backends.connectors import DatabaseUnavailable
-from sockmapd.backends.engines import DatabaseError, Engines
-from sockmapd.config import DatabaseConfig
+from sockmapd.backends.databases import Database, DatabaseError, Databases
+from sockmapd.backends.pool import DriverPool
 
 log = logging.getLogger(__name__)
 
-SELECT_ONE = text("SELECT 1")
+SELECT_ONE = "SELECT 1"
 OK = "ok"
 # Reasons go to whoever can reach the health listener: short, one line, no secrets
 # (driver messages name hosts and users, never passwords).
 MAX_REASON = 200
 
-# The engines and settings of the databases served now.
-DatabaseSource = Callable[[], "tuple[Engines, Mapping[str, DatabaseConfig]]"]
+# The databases served now.
+DatabaseSource = Callable[[], Databases]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +36,7 @@ class HealthReport:
 
 
 class HealthCheck:
-    """Probes every database with SELECT 1, each within connect_timeout + query_timeout.
+    """Probes every lookup pool with SELECT 1, each within connect_timeout + query_timeout.
 
     Callers that arrive while a probe runs wait for that probe instead of starting
     another, so a burst of health requests opens at most one connection per
@@ -68,9 +64,9 @@ class HealthCheck:
             self._flight = None
 
     async def _probe_all(self) -> HealthReport:
-        engines, databases = self._source()
-        names = [name for name, _engine in engines.items()]
-        states = await asyncio.gather(*(probe(engines[name], databases[name]) for name in names))
+        databases = self._source()
+        names = list(databases)
+        states = await asyncio.gather(*(probe(databases[name]) for name in names))
         report = HealthReport(dict(zip(names, states, strict=True)))
         self._log_changes(report)
         return report
@@ -87,12 +83,24 @@ class HealthCheck:
             self._logged[name] = state
 
 
-async def probe(engine: AsyncEngine, db: DatabaseConfig) -> str:
-    """Return "ok" if the database answers SELECT 1 within its timeouts, else why not."""
+async def probe(database: Database) -> str:
+    """Return "ok" if the database answers SELECT 1 on a lookup connection, else why not.
+
+    A pool whose every connection is busy, or that has lookups waiting, is not
+    healthy whatever the database would answer: the probe says so without
+    queueing behind the lookups.
+    """
+    pool = database.pool
+    if pool.exhausted or pool.waiting:
+        return (
+            f"pool exhausted: {pool.in_use} of {pool.limit} connections in use, "
+            f"{pool.waiting} lookups waiting"
+        )
+    db = database.config
     limit = db.connect_timeout + db.query_timeout
     try:
         async with asyncio.timeout(limit):
-            await _select_one(engine)
+            await _select_one(pool)
     except TimeoutError:
         reason = f"no answer within {limit:g}s"
     except DatabaseUnavailable as exc:
@@ -104,31 +112,25 @@ async def probe(engine: AsyncEngine, db: DatabaseConfig) -> str:
     return reason[:MAX_REASON]
 
 
-async def _select_one(engine: AsyncEngine) -> None:
+async def _select_one(pool: DriverPool) -> None:
     for attempt in (1, 2):
+        lease = await pool.acquire()
         try:
-            async with engine.connect() as conn:
-                try:
-                    await conn.execute(SELECT_ONE)
-                except asyncio.CancelledError:
-                    # Timed out in the middle of a query: the connection cannot go
-                    # back to the pool. Invalidating closes it without a round trip.
-                    await conn.invalidate()
-                    raise
-            return
+            await pool.driver.fetch(lease.conn, SELECT_ONE, ())
+        except asyncio.CancelledError:
+            # Timed out in the middle of a query: the connection cannot be reused.
+            pool.release(lease, broken=True)
+            raise
         except DatabaseError as exc:
+            lost = pool.driver.is_lost(exc)
+            pool.release(lease, broken=True, lost=lost)
             # A pooled connection that died since its last use says nothing about
             # the database: one more try, as a lookup would, on a fresh connection.
-            if attempt == 2 or not _lost_connection(exc):
+            if attempt == 2 or not lost:
                 raise
-
-
-def _lost_connection(exc: BaseException) -> bool:
-    if isinstance(exc, DatabaseUnavailable | TimeoutError):
-        return False
-    if isinstance(exc, DBAPIError):
-        return bool(exc.connection_invalidated)
-    return isinstance(exc, OSError | EOFError)
+        else:
+            pool.release(lease)
+            return
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from sockmapd.backends import Engines
+from sockmapd.backends import Databases
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup
 from sockmapd.metrics import Metrics
@@ -54,17 +54,17 @@ def _unknown_map(map_name: str) -> Reply:
     return Reply.temp(f"unknown map {name!r}, check the sockmapd configuration")
 
 
-def build_router(config: Config, engines: Engines, metrics: Metrics | None = None) -> Router:
+def build_router(config: Config, databases: Databases, metrics: Metrics | None = None) -> Router:
     """Build every map's statement once for this config; failures are counted in metrics."""
     return Router(
         {
             name: MapLookup(
                 name,
                 map_config,
-                engines[map_config.database],
+                databases[map_config.database].engine,
                 config.databases[map_config.database],
                 errors=None if metrics is None else metrics.database_errors(map_config.database),
-                pool=engines.pool(map_config.database),
+                pool=databases[map_config.database].pool,
             )
             for name, map_config in config.maps.items()
         }

@@ -542,7 +542,6 @@ def reload_storm(
     return storm
 
 
-@pytest.mark.xfail(strict=True, reason="each reload opens a new pool and keeps the old one")
 def test_a_reload_storm_stays_within_the_role_connection_limit(
     start: Callable[..., PoolSetup],
 ) -> None:
@@ -560,7 +559,6 @@ def test_a_reload_storm_stays_within_the_role_connection_limit(
     assert storm.most_sessions <= 2 * size
 
 
-@pytest.mark.xfail(strict=True, reason="a replaced pool keeps its idle connections")
 def test_reloads_that_change_the_database_close_the_old_idle_connections_at_once(
     start: Callable[..., PoolSetup],
 ) -> None:
@@ -610,7 +608,6 @@ def held_pool(setup: PoolSetup, holders: int) -> tuple[list[threading.Thread], l
     return threads, replies
 
 
-@pytest.mark.xfail(strict=True, reason="/healthz probes a pool of its own, not the lookup pool")
 def test_healthz_is_503_while_the_lookup_pool_is_exhausted(
     start: Callable[..., PoolSetup],
 ) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sockmapd import __version__
-from sockmapd.backends import create_engines
+from sockmapd.backends import create_databases
 from sockmapd.backends.connectors import DatabaseUnavailable
 from sockmapd.backends.pool import PoolTimeout as LookupPoolTimeout
 from sockmapd.config import DatabaseConfig, MapConfig, parse_config
@@ -62,7 +62,7 @@ key = "address"
 
 def router_for(tmp_path: Path, metrics: Metrics) -> Any:
     config = parse_config(CONFIG.format(db=tmp_path / "unused.sqlite3"))
-    engines = create_engines(config.databases)
+    engines = create_databases(config.databases)
     router = build_router(config, engines, metrics)
     return router, engines
 
