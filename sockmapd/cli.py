@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check(path: Path, config: Config, *, connect: bool) -> int:
     if connect:
-        from sockmapd.backends import DatabaseSetupError, create_engines
+        from sockmapd.backends import DatabaseSetupError, create_databases
 
         # Every finding is printed below as one line with its field path; the
         # daemon's own log lines about the same failures would only repeat them.
@@ -209,16 +209,16 @@ def _check(path: Path, config: Config, *, connect: bool) -> int:
         from sockmapd.backends.schema import check_databases
 
         try:
-            engines = create_engines(config.databases)
+            databases = create_databases(config.databases)
         except DatabaseSetupError as exc:
             print(f"{path}: {exc}", file=sys.stderr)
             return 1
 
         async def run() -> list[Problem]:
             try:
-                return await check_databases(config, engines)
+                return await check_databases(config, databases)
             finally:
-                await engines.dispose()
+                await databases.dispose()
 
         problems = anyio.run(run)
         if problems:

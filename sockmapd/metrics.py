@@ -26,7 +26,7 @@ from sockmapd.backends.errors import DatabaseError
 from sockmapd.protocol import Status
 
 if TYPE_CHECKING:
-    from sockmapd.backends import Engines
+    from sockmapd.backends import Databases
     from sockmapd.lookup import Router
 
 # A map name can never contain ':' (Postfix could not ask for it), so this label
@@ -54,7 +54,7 @@ LATENCY_BUCKETS = (
 DATABASE_ERROR_KINDS = ("timeout", "lost_connection", "unavailable", "pool_timeout", "query_error")
 
 # What the collector reads at scrape time: the maps and engines currently served.
-StateSource = Callable[[], "tuple[Router, Engines]"]
+StateSource = Callable[[], "tuple[Router, Databases]"]
 
 
 class DatabaseErrors:
@@ -171,7 +171,7 @@ class Metrics:
         """Read pool and cache state from source() at every scrape."""
         self._source = source
 
-    def state(self) -> tuple[Router, Engines] | None:
+    def state(self) -> tuple[Router, Databases] | None:
         """Return the maps and engines served now, or None before watch()."""
         return None if self._source is None else self._source()
 
@@ -261,7 +261,7 @@ def _cache_families(metrics: Metrics, router: Router) -> Iterator[Metric]:
     yield entries
 
 
-def _pool_families(engines: Engines) -> Iterator[Metric]:
+def _pool_families(engines: Databases) -> Iterator[Metric]:
     in_use = GaugeMetricFamily(
         "sockmapd_pool_connections_in_use",
         "Database connections checked out of the pool now.",

@@ -1,11 +1,19 @@
-"""Databases: engines for dialects and schema checks, lookup pools on the raw drivers."""
+"""Databases: one SQLAlchemy engine and one lookup pool per configured database."""
 
-from sockmapd.backends.engines import (
+from sockmapd.backends.databases import (
+    Database,
+    Databases,
     DatabaseSetupError,
     EngineError,
-    Engines,
-    create_engines,
+    create_databases,
 )
 from sockmapd.backends.errors import DatabaseError
 
-__all__ = ["DatabaseError", "DatabaseSetupError", "EngineError", "Engines", "create_engines"]
+__all__ = [
+    "Database",
+    "DatabaseError",
+    "DatabaseSetupError",
+    "Databases",
+    "EngineError",
+    "create_databases",
+]

@@ -38,7 +38,7 @@ class DriverConnect(Protocol):
 
 
 class Connector:
-    """The async_creator of one database's engine: returns a raw driver connection."""
+    """Opens raw connections of one database, for its engine and for its lookup pool."""
 
     def __init__(self, name: str, db: DatabaseConfig) -> None:
         self.name = name

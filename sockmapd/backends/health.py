@@ -1,13 +1,13 @@
-"""Database health: a trivial query on every database, shared by concurrent callers."""
+"""Database health: a trivial query through every lookup pool, shared by concurrent callers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from sockmapd.backends.engines import Engines
+from sockmapd.backends.databases import Database, Databases
 from sockmapd.backends.errors import (
     ConnectionLost,
     DatabaseError,
@@ -15,7 +15,6 @@ from sockmapd.backends.errors import (
     QueryTimeout,
 )
 from sockmapd.backends.pool import DriverPool
-from sockmapd.config import DatabaseConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +24,8 @@ OK = "ok"
 # (driver messages name hosts and users, never passwords).
 MAX_REASON = 200
 
-# The engines and settings of the databases served now.
-DatabaseSource = Callable[[], "tuple[Engines, Mapping[str, DatabaseConfig]]"]
+# The databases served now.
+DatabaseSource = Callable[[], Databases]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +41,7 @@ class HealthReport:
 
 
 class HealthCheck:
-    """Probes every database's lookup pool with SELECT 1, within connect_timeout + query_timeout.
+    """Probes every lookup pool with SELECT 1, each within connect_timeout + query_timeout.
 
     Callers that arrive while a probe runs wait for that probe instead of starting
     another, so a burst of health requests opens at most one connection per
@@ -70,11 +69,9 @@ class HealthCheck:
             self._flight = None
 
     async def _probe_all(self) -> HealthReport:
-        engines, databases = self._source()
-        names = [name for name, _engine in engines.items()]
-        states = await asyncio.gather(
-            *(probe(engines.pool(name), databases[name]) for name in names)
-        )
+        databases = self._source()
+        names = list(databases)
+        states = await asyncio.gather(*(probe(databases[name]) for name in names))
         report = HealthReport(dict(zip(names, states, strict=True)))
         self._log_changes(report)
         return report
@@ -91,19 +88,20 @@ class HealthCheck:
             self._logged[name] = state
 
 
-async def probe(pool: DriverPool | None, db: DatabaseConfig) -> str:
-    """Return "ok" if the lookup pool answers SELECT 1 within the timeouts, else why not.
+async def probe(database: Database) -> str:
+    """Return "ok" if the database answers SELECT 1 on a lookup connection, else why not.
 
-    A pool with every connection in use, or with lookups waiting, is reported as
-    it is, without a query: a probe would only join the queue.
+    A pool whose every connection is busy, or that has lookups waiting, is not
+    healthy whatever the database would answer: the probe says so without
+    queueing behind the lookups.
     """
-    if pool is None:
-        return "no lookup pool"
-    if pool.waiting or pool.in_use >= pool.limit:
+    pool = database.pool
+    if pool.exhausted or pool.waiting:
         return (
             f"pool exhausted: {pool.in_use} of {pool.limit} connections in use, "
             f"{pool.waiting} lookups waiting"
         )
+    db = database.config
     limit = db.connect_timeout + db.query_timeout
     try:
         async with asyncio.timeout(limit):

@@ -79,6 +79,7 @@ class DriverPool:
         self._retired_before = float("-inf")
         self._closing: set[asyncio.Future[None]] = set()
         self._closed = False
+        self._draining = False
 
     @property
     def size(self) -> int:
@@ -97,13 +98,18 @@ class DriverPool:
 
     @property
     def limit(self) -> int:
-        """Return the most connections the pool may open (pool_size + max_overflow)."""
+        """Return the most connections this pool opens at once (pool_size + max_overflow)."""
         return self._limit
 
     @property
     def waiting(self) -> int:
         """Return how many lookups wait for a connection now."""
         return sum(1 for waiter in self._waiters if not waiter.done())
+
+    @property
+    def exhausted(self) -> bool:
+        """Return True when every connection the pool may open is checked out."""
+        return self._in_use >= self._limit
 
     async def fetch(self, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on a pooled connection; raise only DatabaseError (or a cancel)."""
@@ -157,11 +163,21 @@ class DriverPool:
             return
         if self._hand_over(lease):
             return
-        if self._open > self._size:
-            # An overflow connection nobody waits for: do not keep it.
+        if self._draining or self._open > self._size:
+            # An overflow connection nobody waits for, or a replaced pool: do not keep it.
             self._discard(lease)
             return
         self._idle.append(lease)
+
+    def drain(self) -> None:
+        """Close every idle connection now and every busy one when it comes back.
+
+        For a pool that a reload replaced: lookups that started before the reload
+        may still take a connection from it, but it keeps none.
+        """
+        self._draining = True
+        while self._idle:
+            self._discard(self._idle.pop())
 
     async def dispose(self) -> None:
         """Close every idle connection now and every busy one when it comes back."""

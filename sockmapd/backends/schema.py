@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sockmapd.backends.engines import EngineError, Engines
+from sockmapd.backends.databases import Databases, EngineError
 from sockmapd.config import Config, MapConfig, Problem
 from sockmapd.config.expansions import compile_query
 
@@ -77,17 +77,17 @@ async def _check_query(
     return []
 
 
-async def check_databases(config: Config, engines: Engines) -> list[Problem]:
+async def check_databases(config: Config, databases: Databases) -> list[Problem]:
     """Return one problem per unreachable database, missing table or column, and failing query."""
     problems: list[Problem] = []
-    for db_name, engine in engines.items():
+    for db_name, database in databases.items():
         maps = {n: m for n, m in config.maps.items() if m.database == db_name}
         db = config.databases[db_name]
         # A server that accepts the connection and then says nothing must not
         # hang the check: each statement gets query_timeout, the login connect_timeout.
         limit = db.connect_timeout + db.query_timeout * (1 + 2 * len(maps))
         try:
-            async with asyncio.timeout(limit), engine.connect() as conn:
+            async with asyncio.timeout(limit), database.engine.connect() as conn:
                 for map_name, map_config in maps.items():
                     check = _check_query if map_config.is_query else _check_table
                     problems.extend(await check(conn, db_name, map_name, map_config))

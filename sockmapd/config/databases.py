@@ -187,6 +187,9 @@ class DatabaseConfig(Model):
     # load above pool_size every lookup would open and close one.
     pool_size: PoolSize = 10
     max_overflow: PoolOverflow = 0
+    # Servers drop idle connections (MySQL's wait_timeout, firewalls): a pooled
+    # connection older than this is closed instead of reused.
+    pool_recycle: Seconds = 1800.0
     retry_interval: Seconds = 60.0
     host_order: HostOrder = "in_order"
     target_session_attrs: TargetSessionAttrs | None = None

@@ -248,6 +248,10 @@ DESCRIPTIONS: dict[str, str] = {
         "falls around `pool_size` then opens and closes connections: prefer a larger "
         "`pool_size`."
     ),
+    "databases.pool_recycle": (
+        "A pooled connection older than this is closed instead of reused, before the "
+        "server or a firewall drops it for idleness (MySQL's `wait_timeout`)."
+    ),
     "databases.retry_interval": (
         "A host that failed is skipped for this long, unless no other host is left."
     ),

@@ -31,6 +31,7 @@ _CONNECTION_FIELDS = (
     "query_timeout",
     "pool_size",
     "max_overflow",
+    "pool_recycle",
     "retry_interval",
     "host_order",
     "target_session_attrs",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from sockmapd.backends import Engines
+from sockmapd.backends import Databases
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup
 from sockmapd.lookup.recorder import ErrorRecorder
@@ -56,7 +56,7 @@ def _unknown_map(map_name: str) -> Reply:
 
 def build_router(
     config: Config,
-    engines: Engines,
+    databases: Databases,
     recorders: Callable[[str], ErrorRecorder] | None = None,
 ) -> Router:
     """Build every map's statement once; recorders(database) counts that database's failures."""
@@ -65,10 +65,10 @@ def build_router(
             name: MapLookup(
                 name,
                 map_config,
-                engines[map_config.database],
+                databases[map_config.database].engine,
                 config.databases[map_config.database],
                 errors=None if recorders is None else recorders(map_config.database),
-                pool=engines.pool(map_config.database),
+                pool=databases[map_config.database].pool,
             )
             for name, map_config in config.maps.items()
         }

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 from anyio.abc import SocketAttribute, TaskGroup
 
-from sockmapd.backends import DatabaseSetupError, Engines, create_engines
+from sockmapd.backends import Database, Databases, DatabaseSetupError, create_databases
 from sockmapd.backends.health import HealthCheck
 from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
 from sockmapd.logs import configure_logging, reopen_log_file
@@ -63,21 +63,25 @@ class Generation:
     """Everything built from one loaded config; swapped whole on reload."""
 
     config: Config
-    engines: Engines
+    databases: Databases
     router: Router
     access: AccessList
 
 
-def build_generation(config: Config, metrics: Metrics | None = None) -> Generation:
-    """Create the engines and prepared maps for config (no connection is opened)."""
-    engines = create_engines(config.databases)
-    access = AccessList(config.server.allowed_networks())
-    return Generation(
-        config,
-        engines,
-        build_router(config, engines, None if metrics is None else metrics.database_errors),
-        access,
+def build_generation(
+    config: Config, metrics: Metrics | None = None, previous: Generation | None = None
+) -> Generation:
+    """Create the databases and prepared maps for config (no connection is opened).
+
+    Databases whose settings did not change since previous are carried over with
+    their open connections.
+    """
+    databases = create_databases(
+        config.databases, previous.databases if previous is not None else None
     )
+    access = AccessList(config.server.allowed_networks())
+    recorders = None if metrics is None else metrics.database_errors
+    return Generation(config, databases, build_router(config, databases, recorders), access)
 
 
 class Daemon:
@@ -103,6 +107,8 @@ class Daemon:
         self._sockets = sockets
         self._on_ready = on_ready
         self._generation: Generation | None = None
+        # Databases a reload replaced, closed once no lookup can still use them.
+        self._retiring: set[Database] = set()
         self._connections: set[Connection] = set()
         self._stopping = False
         self._accept_scope: anyio.CancelScope | None = None
@@ -135,13 +141,13 @@ class Daemon:
         """Return the metrics to record into, or None when metrics are off."""
         return self._metrics
 
-    def _state(self) -> tuple[Router, Engines]:
+    def _state(self) -> tuple[Router, Databases]:
         assert self._generation is not None
-        return self._generation.router, self._generation.engines
+        return self._generation.router, self._generation.databases
 
-    def _databases(self) -> tuple[Engines, dict[str, DatabaseConfig]]:
+    def _databases(self) -> Databases:
         assert self._generation is not None
-        return self._generation.engines, self._generation.config.databases
+        return self._generation.databases
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT; raise StartupError if it cannot start."""
@@ -175,13 +181,15 @@ class Daemon:
         finally:
             # Failures counted since their last line are summarised before exit.
             failures.flush()
-            await self._generation.engines.dispose()
+            await self._generation.databases.dispose()
+            for database in list(self._retiring):
+                await database.dispose()
         log.info("stopped")
         if threading.active_count() > 1:
             # A SQLite query runs in a driver thread that cannot be cancelled, and
             # the event loop and the interpreter would both wait for it at exit,
             # however long it takes. The grace period is over and every listener
-            # and engine is closed: leave now.
+            # and database is closed: leave now.
             logging.shutdown()
             os._exit(0)
 
@@ -213,7 +221,7 @@ class Daemon:
         old = self._generation
         try:
             config = load_config(path, fallback_port=self._fallback_port)
-            new = build_generation(config, self._metrics)
+            new = build_generation(config, self._metrics, old)
         except (ConfigError, DatabaseSetupError) as exc:
             log.error("reload failed, still serving the previous configuration:\n%s", exc)
             self._count_reload(None, old)
@@ -242,8 +250,7 @@ class Daemon:
                 ", ".join(restart_needed),
             )
         log.info("reloaded %s: %d maps", path, len(config.maps))
-        if self._tasks is not None:
-            self._tasks.start_soon(self._retire, old)
+        self._retire(old.databases.replaced_by(new.databases), old.config.server.request_timeout)
         return True
 
     def _count_reload(self, new: Generation | None, old: Generation) -> None:
@@ -255,11 +262,23 @@ class Daemon:
             self._metrics.serve(new.router)
             self._metrics.retire(old.router)
 
-    async def _retire(self, old: Generation) -> None:
+    def _retire(self, replaced: list[Database], request_timeout: float) -> None:
+        """Close the idle connections of replaced databases now, the rest once unused."""
+        for database in replaced:
+            # However many reloads come, a replaced pool keeps no idle connection:
+            # only lookups still in flight on the old maps hold one.
+            database.pool.drain()
+            self._retiring.add(database)
+        if replaced and self._tasks is not None:
+            self._tasks.start_soon(self._dispose_later, replaced, request_timeout)
+
+    async def _dispose_later(self, replaced: list[Database], request_timeout: float) -> None:
         # Requests that started on the old maps finish within request_timeout;
-        # after that nothing can still use its engines.
-        await anyio.sleep(old.config.server.request_timeout + 1.0)
-        await old.engines.dispose()
+        # after that nothing can still use the replaced databases.
+        await anyio.sleep(request_timeout + 1.0)
+        for database in replaced:
+            self._retiring.discard(database)
+            await database.dispose()
 
     async def _handle_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:

@@ -2,7 +2,7 @@
 
 The supervisor is the classic pre-fork parent. It binds the listeners (or takes
 systemd's), drops privileges, and forks server.workers children that serve the
-same listening sockets, each with its own event loop, engines and caches. It
+same listening sockets, each with its own event loop, databases and caches. It
 never runs an event loop or a thread of its own, so every fork starts from a
 quiet single-threaded process: a worker creates its loop (uvloop when installed)
 after the fork, and inherits the sockets and the loaded config without
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import anyio
 
-from sockmapd.backends import DatabaseSetupError, create_engines
+from sockmapd.backends import DatabaseSetupError, create_databases
 from sockmapd.config import Config, ConfigError, UnixAddress, load_config
 from sockmapd.logs import configure_logging, reopen_log_file, restamp_after_fork
 from sockmapd.server import systemd
@@ -49,7 +49,7 @@ RESTART_BASE_DELAY = 0.5
 RESTART_MAX_DELAY = 30.0
 # A worker that ran this long before it died was healthy: its backoff starts anew.
 STABLE_SECONDS = 10.0
-# On stop, what a worker may take beyond shutdown_grace to close its engines and exit.
+# On stop, what a worker may take beyond shutdown_grace to close its databases and exit.
 STOP_MARGIN = 5.0
 # The longest the supervisor sleeps without looking at its workers.
 POLL_SECONDS = 5.0
@@ -196,8 +196,8 @@ class Supervisor:
             # As a single process does before it binds: a database that cannot be set
             # up stops the start here, and a SQLite file is created from init_sql once,
             # not raced by the workers. No connection is opened; the workers build
-            # their own engines after the fork.
-            create_engines(self._config.databases)
+            # their own databases after the fork.
+            create_databases(self._config.databases)
         except DatabaseSetupError as exc:
             raise StartupError(str(exc)) from exc
         try:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +18,11 @@ from typing import Any
 
 import pytest
 import tomli_w
+from sqlalchemy.engine import make_url
 
 from tests.integration.daemon import Daemon, free_port
 from tests.integration.databases import Database, Server, ServerKind, unique_name
+from tests.integration.test_metrics import health
 
 USERS = [f"user{i}@example.com" for i in range(40)]
 # A key that an injected condition would turn into a match: the table is not empty.
@@ -143,9 +147,9 @@ def start(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[.
         database.create_text_table("lk_users", ["address", "note"], exact=True)
         database.insert("lk_users", ["address", "note"], [(u, f"note of {u}") for u in USERS])
 
-        def launch(**options: Any) -> PoolSetup:
+        def launch(*, metrics_port: int | None = None, **options: Any) -> PoolSetup:
             port = free_port()
-            config = {
+            config: dict[str, Any] = {
                 "server": {"listen": [f"tcp://127.0.0.1:{port}"], "allow_root": True},
                 "databases": {"main": {"url": database.url, **options}},
                 "maps": {
@@ -164,6 +168,8 @@ def start(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[.
                     "slow": {"database": "main", "query": SLOW_QUERY[kind]},
                 },
             }
+            if metrics_port is not None:
+                config["metrics"] = {"listen": f"tcp://127.0.0.1:{metrics_port}"}
             path = tmp_path / f"sockmapd-{len(daemons)}.toml"
             path.write_text(tomli_w.dumps(config))
             daemon = Daemon(path, port)
@@ -413,3 +419,200 @@ def test_sessions_killed_under_load_cost_no_lookup(
     assert kills >= 8
     assert answered[0] > 100
     assert wrong == [], wrong[:10]
+
+
+# --- reload storms and /healthz on the lookup pool -------------------------------------
+
+
+@contextlib.contextmanager
+def limited_role(setup: PoolSetup, limit: int) -> Iterator[str]:
+    """Create a login role that may hold at most limit sessions; yield its URL for sockmapd."""
+    role = f"{setup.name}_limited"
+    admin = setup.server.admin()
+    if setup.server.kind == "postgresql":
+        admin.execute([f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT {limit}'])
+        setup.database.execute([f'GRANT SELECT ON lk_users TO "{role}"'])
+    else:
+        admin.execute(
+            [
+                f"CREATE USER '{role}'@'%' WITH MAX_USER_CONNECTIONS {limit}",
+                f"GRANT SELECT ON `{setup.name}`.* TO '{role}'@'%'",
+            ]
+        )
+    try:
+        yield make_url(setup.database.url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        setup.daemon.stop()
+        if setup.server.kind == "postgresql":
+            setup.database.execute([f'DROP OWNED BY "{role}"'])
+            admin.execute([f'DROP ROLE IF EXISTS "{role}"'])
+        else:
+            admin.execute([f"DROP USER IF EXISTS '{role}'@'%'"])
+
+
+class SessionSampler:
+    """Count the server sessions of one test's database over and over until stopped."""
+
+    def __init__(self, setup: PoolSetup) -> None:
+        self._setup = setup
+        self.most = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SessionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.most = max(self.most, len(self._setup.sessions()))
+            self.samples += 1
+            time.sleep(0.02)
+
+
+@dataclass
+class Storm:
+    """What clients saw while a daemon was sent SIGHUP after SIGHUP."""
+
+    reloads: int
+    answered: int
+    wrong: list[str]
+    most_sessions: int
+
+
+def reload_storm(
+    setup: PoolSetup, clients: int, before_each: Callable[[int], None] = lambda _n: None
+) -> Storm:
+    """Send 100 SIGHUPs in 20 s while clients look up found keys; return what they saw."""
+    daemon = setup.daemon
+    stop = threading.Event()
+    wrong: list[str] = []
+    answered = [0]
+
+    def client_run(number: int) -> None:
+        client = daemon.client(timeout=60.0)
+        try:
+            i = number
+            while not stop.is_set():
+                user = USERS[i % len(USERS)]
+                got = client.ask("recipient", user)
+                answered[0] += 1
+                if got != found(user):
+                    wrong.append(f"{user}: {got!r}")
+                i += 7
+        except Exception as exc:
+            wrong.append(f"client {number}: {exc!r}")
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=client_run, args=(n,)) for n in range(clients)]
+    with SessionSampler(setup) as sampler:
+        for thread in threads:
+            thread.start()
+        try:
+            for number in range(100):
+                before_each(number)
+                daemon.signal(signal.SIGHUP)
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    storm = Storm(daemon.log().count("reloaded "), answered[0], wrong, sampler.most)
+    print(
+        f"\n100 SIGHUPs, {clients} clients: {storm.reloads} reloads, {storm.answered} lookups, "
+        f"at most {storm.most_sessions} sessions in {sampler.samples} samples"
+    )
+    return storm
+
+
+def test_a_reload_storm_stays_within_the_role_connection_limit(
+    start: Callable[..., PoolSetup],
+) -> None:
+    size = 4
+    first = start(pool_size=1)
+    first.daemon.stop()
+    with limited_role(first, 2 * size) as url:
+        setup = start(url=url, pool_size=size, max_overflow=0)
+        # No more clients than connections: a pool never waits, so TEMP can only
+        # come from the database refusing a connection.
+        storm = reload_storm(setup, size)
+    assert storm.reloads >= 50
+    assert storm.answered > 100
+    assert storm.wrong == [], storm.wrong[:10]
+    assert storm.most_sessions <= 2 * size
+
+
+def test_reloads_that_change_the_database_close_the_old_idle_connections_at_once(
+    start: Callable[..., PoolSetup],
+) -> None:
+    size = 4
+    first = start(pool_size=1)
+    first.daemon.stop()
+    with limited_role(first, 2 * size) as url:
+        setup = start(url=url, pool_size=size, max_overflow=0, query_timeout=5.0)
+        path = setup.daemon.config_path
+        texts = [path.read_text()]
+        texts.append(texts[0].replace("query_timeout = 5.0", "query_timeout = 6.0"))
+        assert texts[0] != texts[1]
+
+        def change(number: int) -> None:
+            replacement = path.with_suffix(".new")
+            replacement.write_text(texts[(number + 1) % 2])
+            os.replace(replacement, path)
+
+        # Every reload replaces the pool: the new one may open size connections
+        # while the old one still holds those of the lookups in flight (at most
+        # one per client); one session of room is left for the server to notice
+        # a closed connection.
+        storm = reload_storm(setup, size - 1, change)
+    assert storm.reloads >= 50
+    assert storm.answered > 100
+    assert storm.wrong == [], storm.wrong[:10]
+    assert storm.most_sessions <= 2 * size
+
+
+def held_pool(setup: PoolSetup, holders: int) -> tuple[list[threading.Thread], list[bytes]]:
+    """Start holders slow lookups, each on a connection of its own; return them once running."""
+    replies: list[bytes] = []
+
+    def hold(number: int) -> None:
+        client = setup.daemon.client(timeout=60.0)
+        try:
+            replies.append(client.ask("slow", f"slow{number}@example.com"))
+        except Exception as exc:
+            replies.append(repr(exc).encode())
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=hold, args=(n,)) for n in range(holders)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: setup.running_sleeps() >= 1, "the slow query to run")
+    return threads, replies
+
+
+def test_healthz_is_503_while_the_lookup_pool_is_exhausted(
+    start: Callable[..., PoolSetup],
+) -> None:
+    metrics_port = free_port()
+    setup = start(pool_size=1, max_overflow=0, query_timeout=8.0, metrics_port=metrics_port)
+    assert health(metrics_port)[0] == 200
+    # One slow lookup holds the only connection and a second one waits for it.
+    threads, replies = held_pool(setup, 2)
+    try:
+        status, body = health(metrics_port)
+        assert status == 503, body
+        reason = str(body["databases"]["main"])  # type: ignore[index]
+        assert reason.startswith("pool exhausted: 1 of 1 connections in use"), reason
+    finally:
+        for thread in threads:
+            thread.join()
+    # The slow lookup ran out of time, its waiter out of patience.
+    assert all(reply.startswith((b"TIMEOUT ", b"TEMP ")) for reply in replies), replies
+    assert health(metrics_port) == (200, {"status": "ok", "databases": {"main": "ok"}})

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sockmapd import __version__
-from sockmapd.backends import create_engines
+from sockmapd.backends import create_databases
 from sockmapd.backends.errors import (
     ConnectionLost,
     DatabaseError,
@@ -66,7 +66,7 @@ key = "address"
 
 def router_for(tmp_path: Path, metrics: Metrics) -> Any:
     config = parse_config(CONFIG.format(db=tmp_path / "unused.sqlite3"))
-    engines = create_engines(config.databases)
+    engines = create_databases(config.databases)
     router = build_router(config, engines, metrics.database_errors)
     return router, engines
 

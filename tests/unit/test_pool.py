@@ -524,6 +524,54 @@ def test_a_connect_that_finishes_after_dispose_is_closed() -> None:
     run(scenario)
 
 
+def test_drain_closes_idle_connections_now_and_keeps_serving_without_keeping() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=3)
+        idle, other_idle, busy = await acquire_all(pool, 3)
+        pool.release(idle)
+        pool.release(other_idle)
+        pool.drain()
+        assert idle.conn.ended
+        assert other_idle.conn.ended
+        assert connector.live() == [busy.conn]
+        # A lookup that started before the reload still gets a connection...
+        late = await pool.acquire()
+        assert len(connector.live()) == 2
+        # ...and no connection stays once its lookup is done.
+        pool.release(late)
+        pool.release(busy)
+        assert connector.live() == []
+        assert pool.in_use == 0
+        await pool.dispose()
+
+    run(scenario)
+
+
+def test_a_draining_pool_hands_a_returned_connection_to_its_waiter() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        held = await pool.acquire()
+        waiter = asyncio.create_task(pool.acquire())
+        await settle()
+        assert pool.waiting == 1
+        assert pool.exhausted
+        pool.drain()
+        pool.release(held)
+        lease = await waiter
+        assert lease.conn is held.conn
+        assert pool.waiting == 0
+        pool.release(lease)
+        assert connector.live() == []
+        assert not pool.exhausted
+
+    run(scenario)
+
+
+def test_limit_is_size_plus_overflow() -> None:
+    pool, _ = make_pool(size=2, overflow=3)
+    assert pool.limit == 5
+
+
 # Property-based: random interleavings of acquires, releases (plain, broken, lost),
 # cancellations, failed connects and clock jumps keep the books straight.
 
