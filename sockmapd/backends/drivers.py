@@ -271,17 +271,15 @@ class SqliteDriver:
         """Interrupt a running statement, then close conn; never raises."""
         return self.stop(conn)
 
-    def stop(self, conn: Any) -> Awaitable[None]:
+    async def stop(self, conn: Any) -> None:
         """Interrupt a running statement, then close conn; never raises."""
-        raw: sqlite3.Connection | None = getattr(conn, "_connection", None)
-        if raw is not None:
-            try:
-                # sqlite3's interrupt() is safe from any thread: the statement
-                # running in aiosqlite's thread stops with "interrupted".
-                raw.interrupt()
-            except Exception as exc:
-                log.debug("interrupting a SQLite statement failed: %s", exc)
-        return self.close(conn)
+        try:
+            # sqlite3's interrupt() is safe from any thread: the statement running
+            # in aiosqlite's thread stops with "interrupted".
+            await conn.interrupt()
+        except Exception as exc:
+            log.debug("interrupting a SQLite statement failed: %s", exc)
+        await self.close(conn)
 
     def translate(self, exc: BaseException) -> DatabaseError:
         """Return what an aiosqlite exception means; a local file has no connection to lose."""

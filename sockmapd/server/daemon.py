@@ -17,7 +17,7 @@ from anyio.abc import SocketAttribute, TaskGroup
 
 from sockmapd.backends import Database, Databases, DatabaseSetupError, create_databases
 from sockmapd.backends.health import HealthCheck
-from sockmapd.config import Config, ConfigError, DatabaseConfig, ServerConfig, load_config
+from sockmapd.config import Config, ConfigError, ServerConfig, load_config
 from sockmapd.logs import configure_logging, reopen_log_file
 from sockmapd.lookup import Router, build_router
 from sockmapd.lookup.query import failures
