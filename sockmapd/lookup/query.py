@@ -122,51 +122,20 @@ class MapQuery:
                 # Only a map built without a database (a test double) gets here.
                 raise DatabaseUnavailable(f"database {self.database}: no connection pool")
             rows = await pool.fetch(prepared.sql, prepared.arguments(params), self._query_timeout)
-        except QueryTimeout as exc:
-            self._errors.failed(exc)
-            failures.failed(
-                self.database,
-                exc.kind,
-                "map %s: database %s: query exceeded query_timeout=%gs",
-                self.name,
-                self.database,
-                self._query_timeout,
-            )
-            return self.timed_out
-        except ConnectionLost as exc:
-            self._errors.failed(exc)
-            if may_retry:
-                # The pooled connection died (server restart, failover, a cut
-                # network): one more try on a fresh one, maybe on another host.
-                failures.failed(
-                    self.database,
-                    exc.kind,
-                    "map %s: database %s: connection lost (%s); retrying once",
-                    self.name,
-                    self.database,
-                    exc,
-                    level=logging.INFO,
-                )
-                return await self._attempt(params, parts, may_retry=False)
-            failures.failed(
-                self.database,
-                "lost_connection_on_retry",
-                "map %s: database %s failed: %s",
-                self.name,
-                self.database,
-                exc,
-            )
-            return self.unavailable
         except DatabaseError as exc:
             self._errors.failed(exc)
-            failures.failed(
-                self.database,
-                exc.kind,
-                "map %s: database %s failed: %s",
-                self.name,
-                self.database,
-                exc,
-            )
+            if isinstance(exc, QueryTimeout):
+                self._log(exc.kind, ": query exceeded query_timeout=%gs", self._query_timeout)
+                return self.timed_out
+            if isinstance(exc, ConnectionLost):
+                if may_retry:
+                    # The pooled connection died (server restart, failover, a cut
+                    # network): one more try on a fresh one, maybe on another host.
+                    self._log(exc.kind, ": connection lost (%s); retrying once", exc, logging.INFO)
+                    return await self._attempt(params, parts, may_retry=False)
+                self._log("lost_connection_on_retry", " failed: %s", exc)
+                return self.unavailable
+            self._log(exc.kind, " failed: %s", exc)
             return self.unavailable
         return format_rows(
             rows,
@@ -175,4 +144,16 @@ class MapQuery:
             parts=parts,
             expansion_limit=self._expansion_limit,
             first_column_only=self._first_column_only,
+        )
+
+    def _log(self, cause: str, what: str, detail: object, level: int = logging.WARNING) -> None:
+        """Log a failure of this map's database, at most once per cause and window."""
+        failures.failed(
+            self.database,
+            cause,
+            f"map %s: database %s{what}",
+            self.name,
+            self.database,
+            detail,
+            level=level,
         )

@@ -379,46 +379,55 @@ def test_timed_out_queries_do_not_keep_running_on_the_server(
         client.close()
 
 
+class Load:
+    """Clients that look up found keys one after another, each on its own connection."""
+
+    def __init__(self, daemon: Daemon, clients: int) -> None:
+        self._daemon = daemon
+        self.answered = 0
+        self.wrong: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n,)) for n in range(clients)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self, number: int) -> None:
+        client = self._daemon.client(timeout=60.0)
+        try:
+            i = number
+            while not self._stop.is_set():
+                user = USERS[i % len(USERS)]
+                got = client.ask("recipient", user)
+                self.answered += 1
+                if got != found(user):
+                    self.wrong.append(f"{user}: {got!r}")
+                i += 7
+        except Exception as exc:
+            self.wrong.append(f"client {number}: {exc!r}")
+        finally:
+            client.close()
+
+
 def test_sessions_killed_under_load_cost_no_lookup(
     start: Callable[..., PoolSetup],
 ) -> None:
     setup = start(pool_size=5, query_timeout=30.0)
-    daemon = setup.daemon
-    stop = threading.Event()
-    wrong: list[str] = []
-    answered = [0]
-
-    def client_run(number: int) -> None:
-        client = daemon.client(timeout=60.0)
-        try:
-            i = number
-            while not stop.is_set():
-                user = USERS[i % len(USERS)]
-                got = client.ask("recipient", user)
-                answered[0] += 1
-                if got != found(user):
-                    wrong.append(f"{user}: {got!r}")
-                i += 7
-        except Exception as exc:
-            wrong.append(f"client {number}: {exc!r}")
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=client_run, args=(n,)) for n in range(10)]
-    for thread in threads:
-        thread.start()
     kills = 0
-    try:
+    with Load(setup.daemon, clients=10) as load:
         for _ in range(8):
             time.sleep(0.5)
             kills += setup.kill_now()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
     assert kills >= 8
-    assert answered[0] > 100
-    assert wrong == [], wrong[:10]
+    assert load.answered > 100
+    assert load.wrong == [], load.wrong[:10]
 
 
 # --- reload storms and /healthz on the lookup pool -------------------------------------
@@ -490,40 +499,12 @@ def reload_storm(
 ) -> Storm:
     """Send 100 SIGHUPs in 20 s while clients look up found keys; return what they saw."""
     daemon = setup.daemon
-    stop = threading.Event()
-    wrong: list[str] = []
-    answered = [0]
-
-    def client_run(number: int) -> None:
-        client = daemon.client(timeout=60.0)
-        try:
-            i = number
-            while not stop.is_set():
-                user = USERS[i % len(USERS)]
-                got = client.ask("recipient", user)
-                answered[0] += 1
-                if got != found(user):
-                    wrong.append(f"{user}: {got!r}")
-                i += 7
-        except Exception as exc:
-            wrong.append(f"client {number}: {exc!r}")
-        finally:
-            client.close()
-
-    threads = [threading.Thread(target=client_run, args=(n,)) for n in range(clients)]
-    with SessionSampler(setup) as sampler:
-        for thread in threads:
-            thread.start()
-        try:
-            for number in range(100):
-                before_each(number)
-                daemon.signal(signal.SIGHUP)
-                time.sleep(0.2)
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join()
-    storm = Storm(daemon.log().count("reloaded "), answered[0], wrong, sampler.most)
+    with SessionSampler(setup) as sampler, Load(daemon, clients) as load:
+        for number in range(100):
+            before_each(number)
+            daemon.signal(signal.SIGHUP)
+            time.sleep(0.2)
+    storm = Storm(daemon.log().count("reloaded "), load.answered, load.wrong, sampler.most)
     print(
         f"\n100 SIGHUPs, {clients} clients: {storm.reloads} reloads, {storm.answered} lookups, "
         f"at most {storm.most_sessions} sessions in {sampler.samples} samples"
