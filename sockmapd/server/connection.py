@@ -1,40 +1,53 @@
-"""Serve one client connection: frames in, one reply per request out, in order."""
+"""Serve one client connection: an asyncio Protocol that feeds the connection core.
+
+The core (:mod:`sockmapd.protocol.connection`) decides everything that is not
+I/O; this protocol owns the transport and carries the core's decisions out:
+
+* Requests the cache (or a domain filter, or an unknown map) answers are answered
+  in ``data_received`` itself, with no task switch: that is most requests of a
+  warm server.
+* The others are looked up one after the other by one task per connection, which
+  exists only while there is something to look up.
+* The next deadline is one loop timer (``loop.call_at``); a request that passes
+  its deadline is answered TIMEOUT and its lookup cancelled.
+* Reading pauses while the core says so (too much unanswered, or the client does
+  not read its replies); ``pause_writing``/``resume_writing`` tell the core when
+  the client stops and starts reading again.
+* A close the server decides aborts the transport: the socket is released at
+  once, whatever the client left unread.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import math
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import Protocol
-
-import anyio
-from anyio.abc import ByteStream
+from typing import Any, Protocol, cast
 
 from sockmapd.config import ServerConfig
 from sockmapd.logs import log_request as _log_request
 from sockmapd.lookup import Router
-from sockmapd.metrics import Metrics
+from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.protocol import (
     MalformedRequest,
-    NetstringDecoder,
-    ProtocolError,
     Reply,
     ReplyTooLargeError,
+    Request,
     encode_reply,
     parse_request,
 )
+from sockmapd.protocol.connection import CloseReason, ConnectionCore, Limits, Pending
+from sockmapd.server.access import AccessList
 
 conn_log = logging.getLogger(__name__)
 
-RECEIVE_SIZE = 65536
 INTERNAL_ERROR = Reply.temp("internal error, try again later")
 REPLY_TOO_LARGE = Reply.temp("reply too large, try again later")
-
-_CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+# Replies are written at once up to this much unsent data; beyond it the client is
+# taken as not reading (pause_writing) and the send deadline runs.
+WRITE_HIGH_WATER = 64 * 1024
 
 
 class Service(Protocol):
@@ -49,6 +62,10 @@ class Service(Protocol):
         """Return the server settings currently in force."""
 
     @property
+    def access(self) -> AccessList:
+        """Return the networks allowed to connect over TCP."""
+
+    @property
     def stopping(self) -> bool:
         """Return True once shutdown has begun."""
 
@@ -56,281 +73,321 @@ class Service(Protocol):
     def metrics(self) -> Metrics | None:
         """Return the metrics to record into, or None when metrics are off."""
 
-
-class Phase(enum.Enum):
-    """What a connection is waiting for; decides what a passed deadline means."""
-
-    READ = "read"
-    LOOKUP = "lookup"
-    SEND = "send"
+    def closed(self, connection: SocketmapProtocol) -> None:
+        """A connection is over (allowed or not): give back its slot."""
 
 
-class Connection:
-    """The state of one client connection.
+def describe_peer(peername: Any, sockname: Any) -> str:
+    """Return the client address as text, for logs."""
+    if isinstance(peername, tuple):
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(sockname, bytes):
+        sockname = sockname.decode(errors="replace")
+    return f"unix:{sockname}" if sockname else "unix"
 
-    One cancel scope covers the connection and its deadline is moved forward as
-    the connection goes from reading to looking up to sending: while reading an
-    empty buffer it is the idle timeout, otherwise the request timeout. A deadline
-    passed during a lookup answers TIMEOUT and the connection goes on with a fresh
-    scope; passed anywhere else it closes the connection.
-    """
 
-    __slots__ = (
-        "_active_at",
-        "_decoder",
-        "_deferred",
-        "_metrics",
-        "_pending",
-        "_phase",
-        "_request_started",
-        "_scope",
-        "_service",
-        "_settings",
-        "_stream",
-        "_write_now",
-        "peer",
-    )
+class SocketmapProtocol(asyncio.Protocol):
+    """One client connection."""
 
-    def __init__(self, stream: ByteStream, peer: str, service: Service) -> None:
-        self.peer = peer
-        self._stream = stream
+    def __init__(self, service: Service, counters: ListenerMetrics | None = None) -> None:
+        self.peer = "?"
         self._service = service
+        self._counters = counters
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._core: ConnectionCore | None = None
         self._settings = service.settings
         self._metrics = service.metrics
-        self._decoder = NetstringDecoder(self._settings.max_request_bytes)
-        self._pending: deque[bytes] = deque()
-        self._phase = Phase.READ
-        self._scope: anyio.CancelScope | None = None
-        self._request_started = 0.0
-        # Answers given in the stream's callback (answer_now): when the last was,
-        # and a frame error met there, for the task to act on.
-        self._active_at: float | None = None
-        self._deferred: ProtocolError | None = None
-        self._write_now: Callable[[bytes], bool] | None = None
-        answer_with = getattr(stream, "answer_with", None)
-        write_now = getattr(stream, "write_now", None)
-        if answer_with is not None and write_now is not None:
-            self._write_now = write_now
-            answer_with(self.answer_now)
+        # Requests for the lookup task, in order, with the time each arrived.
+        self._lookups: deque[tuple[Pending, Request | None, float]] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._current: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._reading = True
+        # While the client leaves too much unread, nothing more is answered: the
+        # lookup task waits on this until it reads again.
+        self._write_paused = False
+        self._writable: asyncio.Future[None] | None = None
+        self._served = False
+        self._closed = False
 
-    def close_if_idle(self) -> None:
-        """Close the connection now unless a request is being answered (for shutdown)."""
-        if self._phase is Phase.READ and not self._pending and self._scope is not None:
-            self._scope.cancel()
+    # -- transport callbacks -------------------------------------------------------
 
-    async def run(self) -> None:
-        """Serve until the client closes, a deadline passes, or a frame error; never raises."""
-        try:
-            await self._serve()
-        except Exception:
-            conn_log.exception("client=%s: unexpected error, connection closed", self.peer)
-        finally:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._stream.aclose()
-                except Exception as exc:
-                    conn_log.debug("client=%s: close failed: %s", self.peer, exc)
-
-    async def _serve(self) -> None:
-        resume_at: float | None = None
-        while True:
-            with anyio.CancelScope(
-                deadline=anyio.current_time() + self._settings.idle_timeout
-            ) as scope:
-                self._scope = scope
-                await self._loop(scope, resume_at)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Check the client against server.allow, then start serving it."""
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = stream = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
+        self.peer = describe_peer(peername, transport.get_extra_info("sockname"))
+        if isinstance(peername, tuple):
+            access = self._service.access
+            host = str(peername[0])
+            if not access.allows(host):
+                access.log_denied(host)
+                self._abort()
                 return
-            resume_at = self._still_active()
-            if resume_at is not None:
-                # The idle deadline passed while requests were answered in the
-                # stream's callback: idle counts from the last of them.
-                continue
-            if self._phase is not Phase.LOOKUP or self._service.stopping:
-                conn_log.debug("client=%s: closed after %s timeout", self.peer, self._phase.value)
-                return
-            # The lookup of the first pending request overran: answer it TIMEOUT
-            # and carry on with the requests behind it under a new scope.
-            data = self._timed_out(self._pending.popleft())
-            self._phase = Phase.SEND
-            with anyio.move_on_after(self._settings.request_timeout):
-                try:
-                    await self._stream.send(data)
-                    self._phase = Phase.READ
-                    continue
-                except _CLOSED:
-                    return
-            return
-
-    def _timed_out(self, payload: bytes) -> bytes:
-        """Return the TIMEOUT reply for payload, whose lookup overran; count and log it."""
-        reply = Reply.timeout(f"lookup did not finish within {self._settings.request_timeout:g}s")
-        if self._metrics is not None:
-            map_name = payload.partition(b" ")[0].decode("utf-8", errors="replace")
-            self._metrics.request(map_name, reply.status, perf_counter() - self._request_started)
-        _log_request(self.peer, payload, reply, self._request_started)
-        return self._encode(reply)
-
-    def _still_active(self) -> float | None:
-        """Return the idle deadline counted from the last answer given in the callback.
-
-        None if there was none within idle_timeout, or if the connection is not
-        simply waiting for a request (a partial frame keeps its own deadline).
-        """
-        active_at = self._active_at
-        if (
-            active_at is None
-            or self._phase is not Phase.READ
-            or self._service.stopping
-            or self._decoder.has_partial
-        ):
-            return None
-        deadline = active_at + self._settings.idle_timeout
-        return deadline if deadline > anyio.current_time() else None
-
-    def answer_now(self, data: bytes) -> bool:
-        """Answer the requests in data that need no database, in the stream's callback.
-
-        Called only while the task waits for data, so no reply is in flight and
-        the replies keep their order. The first request that needs a lookup, and
-        every one behind it, goes to the task; so do frame errors and partial
-        frames (their deadlines are the task's). Returns False when the task must
-        wake up for such work.
-        """
-        try:
-            frames = self._decoder.feed(data)
-        except ProtocolError as exc:
-            self._deferred = exc
-            return False
-        pending = self._pending
-        write_now = self._write_now
-        if self._service.stopping or write_now is None:
-            pending.extend(frames)
-            return not pending and not self._decoder.has_partial
-        router = self._service.router
-        answered = False
-        stalled = False
-        for payload in frames:
-            if pending or stalled:
-                pending.append(payload)
-                continue
-            started = perf_counter()
-            try:
-                request = parse_request(payload)
-                reply = router.answer_now(request)
-            except MalformedRequest:
-                reply = None  # the task answers PERM and counts the error
-            except Exception:
-                conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
-                reply = None
-            if reply is None:
-                pending.append(payload)
-                continue
-            answered = True
-            if not write_now(self._finish(payload, reply, request.map_name, started)):
-                # The client does not read its replies: the rest waits in the
-                # task, which waits for the client.
-                stalled = True
-        if answered:
-            self._active_at = asyncio.get_running_loop().time()
-        return not pending and not self._decoder.has_partial
-
-    async def _loop(self, scope: anyio.CancelScope, resume_at: float | None = None) -> None:
+        stream.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         settings = self._settings
-        decoder = self._decoder
-        pending = self._pending
-        stream = self._stream
-        partial_since = False
-        while True:
-            while pending:
-                self._phase = Phase.LOOKUP
-                started = perf_counter()
-                self._request_started = started
-                scope.deadline = anyio.current_time() + settings.request_timeout
-                data = await self._answer(pending[0], started)
-                pending.popleft()
-                self._phase = Phase.SEND
-                try:
-                    await stream.send(data)
-                except _CLOSED:
-                    return
-            if self._service.stopping:
-                return
-            self._phase = Phase.READ
-            if decoder.has_partial:
-                # Slow senders are cut a request timeout after their first byte.
-                if not partial_since:
-                    partial_since = True
-                    scope.deadline = anyio.current_time() + settings.request_timeout
-            elif resume_at is not None:
-                partial_since = False
-                scope.deadline = resume_at
-            else:
-                partial_since = False
-                scope.deadline = anyio.current_time() + settings.idle_timeout
-            resume_at = None
-            try:
-                chunk = await stream.receive(RECEIVE_SIZE)
-            except _CLOSED:
-                return
-            deferred = self._deferred
-            if deferred is not None:
-                # A frame error met in answer_now: the frames before it are in it.
-                self._deferred = None
-                await self._frame_error(deferred, scope)
-                return
-            try:
-                pending.extend(decoder.feed(chunk))
-            except ProtocolError as exc:
-                await self._frame_error(exc, scope)
-                return
+        limits = Limits(
+            max_request_bytes=settings.max_request_bytes,
+            idle_timeout=settings.idle_timeout,
+            request_timeout=settings.request_timeout,
+        )
+        self._core = ConnectionCore(limits, self._loop.time())
+        self._served = True
+        if self._counters is not None:
+            self._counters.opened()
+        if self._service.stopping:
+            self._core.stop(self._loop.time())
+        self._after()
 
-    async def _frame_error(self, exc: ProtocolError, scope: anyio.CancelScope) -> None:
-        """Answer the requests completed before the bad frame, then PERM, then close."""
-        timeout = self._settings.request_timeout
-        for payload in exc.frames:
-            self._phase = Phase.LOOKUP
-            started = perf_counter()
-            self._request_started = started
-            # The lookup has a scope of its own: an overrun answers TIMEOUT here and
-            # the frames behind it are still answered (the connection's scope would
-            # end the task with nothing pending to answer for).
-            scope.deadline = math.inf
-            with anyio.CancelScope(deadline=anyio.current_time() + timeout) as lookup:
-                data = await self._answer(payload, started)
-            if lookup.cancelled_caught:
-                data = self._timed_out(payload)
-            scope.deadline = anyio.current_time() + timeout
-            self._phase = Phase.SEND
-            try:
-                await self._stream.send(data)
-            except _CLOSED:
-                return
-        conn_log.info("client=%s: protocol error: %s; closing", self.peer, exc.reason)
-        if self._metrics is not None:
-            self._metrics.protocol_error(exc.kind)
-        self._phase = Phase.SEND
-        try:
-            await self._stream.send(self._encode(Reply.perm(exc.reason)))
-        except _CLOSED:
+    def data_received(self, data: bytes) -> None:
+        """Feed the core; answer at once what needs no database; hand the rest to the task."""
+        core = self._core
+        if core is None or self._closed:
             return
+        new = core.receive(data, self._loop.time())
+        if new:
+            self._dispatch(new)
+        self._after()
 
-    async def _answer(self, payload: bytes, started: float) -> bytes:
-        metrics = self._metrics
-        map_name: str | None = None
-        try:
-            request = parse_request(payload)
-        except MalformedRequest as exc:
-            reply = Reply.perm(exc.reason)
-            if metrics is not None:
-                metrics.protocol_error(exc.kind)
-        else:
-            map_name = request.map_name
+    def eof_received(self) -> bool:
+        """The client closed its end: answer what it asked, then close."""
+        core = self._core
+        if core is not None and not self._closed:
+            core.eof(self._loop.time())
+            self._after()
+        return True
+
+    def pause_writing(self) -> None:
+        """The client leaves too much unread: stop reading and start the send deadline."""
+        self._write_paused = True
+        if self._core is not None and not self._closed:
+            self._core.write_blocked(self._loop.time())
+            self._after()
+
+    def resume_writing(self) -> None:
+        """The client reads again."""
+        self._write_paused = False
+        writable = self._writable
+        if writable is not None and not writable.done():
+            writable.set_result(None)
+        if self._core is not None and not self._closed:
+            self._core.write_resumed(self._loop.time())
+            self._after()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the timer and the lookups; give back the slot."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+        self._lookups.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.cancel()
+        if self._served and self._counters is not None:
+            self._counters.closed()
+        self._service.closed(self)
+
+    # -- for the server ------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Shutdown: close now if idle, else after answering what was asked."""
+        if self._core is not None and not self._closed:
+            self._core.stop(self._loop.time())
+            self._after()
+
+    def abort(self) -> None:
+        """Close now, answered or not (the shutdown grace is over)."""
+        if not self._closed:
+            self._abort()
+
+    # -- inside --------------------------------------------------------------------
+
+    def _dispatch(self, new: list[Pending]) -> None:
+        core = self._core
+        assert core is not None
+        transport = self._transport
+        assert transport is not None
+        router = self._service.router
+        for pending in new:
+            started = perf_counter()
+            if self._write_paused:
+                # The client does not read: the rest waits in the task, which
+                # waits for the client, so unread replies cannot pile up.
+                self._lookups.append((pending, None, started))
+                continue
             try:
-                reply = await self._service.router.answer(request)
+                request = parse_request(pending.payload)
+            except MalformedRequest as exc:
+                if self._metrics is not None:
+                    self._metrics.protocol_error(exc.kind)
+                data = self._finish(pending.payload, Reply.perm(exc.reason), None, started)
+                core.answer(pending.seq, data, self._loop.time())
+                continue
+            try:
+                reply = router.answer_now(request)
             except Exception:
                 conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
                 reply = INTERNAL_ERROR
-        return self._finish(payload, reply, map_name, started)
+            if reply is None:
+                self._lookups.append((pending, request, started))
+                continue
+            data = self._finish(pending.payload, reply, request.map_name, started)
+            # A later request answered from the cache waits in the core behind
+            # an earlier one still being looked up.
+            core.answer(pending.seq, data, self._loop.time())
+            out = core.data_to_send()
+            if out:
+                # Written at once, so that a client that does not read is seen
+                # (pause_writing) before the next reply is made.
+                transport.write(out)
+        if self._lookups and self._task is None:
+            self._task = self._loop.create_task(self._look_up())
+
+    async def _look_up(self) -> None:
+        """Look up the queued requests one after the other, then end."""
+        try:
+            while self._lookups and not self._closed:
+                while self._write_paused and not self._closed:
+                    self._writable = self._loop.create_future()
+                    await self._writable
+                if self._closed:
+                    return
+                pending, request, started = self._lookups[0]
+                self._current = pending.seq
+                map_name: str | None = None
+                try:
+                    if request is None:
+                        request = parse_request(pending.payload)
+                    map_name = request.map_name
+                    reply = await self._service.router.answer(request)
+                except MalformedRequest as exc:
+                    if self._metrics is not None:
+                        self._metrics.protocol_error(exc.kind)
+                    reply = Reply.perm(exc.reason)
+                except Exception:
+                    conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
+                    reply = INTERNAL_ERROR
+                finally:
+                    if self._current == pending.seq:
+                        self._current = None
+                core = self._core
+                if core is None or self._closed:
+                    return
+                if not self._lookups or self._lookups[0][0].seq != pending.seq:
+                    continue  # answered TIMEOUT meanwhile
+                self._lookups.popleft()
+                data = self._finish(pending.payload, reply, map_name, started)
+                core.answer(pending.seq, data, self._loop.time())
+                self._after()
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+    def _restart_lookups(self) -> None:
+        """The lookup in flight was given up on: cancel it; a new task takes the rest."""
+        task = self._task
+        self._task = None
+        if task is not None:
+            task.cancel()
+        if self._lookups and not self._closed:
+            self._task = self._loop.create_task(self._look_up())
+
+    def _after(self) -> None:
+        """Carry out what the core decided: write, close, read or not, re-arm the deadline."""
+        core = self._core
+        transport = self._transport
+        if core is None or transport is None or self._closed:
+            return
+        data = core.data_to_send()
+        if data:
+            transport.write(data)
+        reason = core.close_reason
+        if reason is not None:
+            self._close(reason)
+            return
+        want = core.want_read
+        if want != self._reading:
+            self._reading = want
+            if want:
+                transport.resume_reading()
+            else:
+                transport.pause_reading()
+        self._arm(core.deadline)
+
+    def _close(self, reason: CloseReason) -> None:
+        core = self._core
+        assert core is not None
+        error = core.protocol_error
+        if error is not None:
+            conn_log.info("client=%s: protocol error: %s; closing", self.peer, error.reason)
+            if self._metrics is not None:
+                self._metrics.protocol_error(error.kind)
+        elif reason is not CloseReason.EOF:
+            conn_log.debug("client=%s: closed: %s", self.peer, reason.value)
+        self._abort()
+
+    def _abort(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+        self._lookups.clear()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _arm(self, deadline: float | None) -> None:
+        """Have the timer fire by deadline; a timer set for earlier is kept (it re-arms)."""
+        at = self._timer_at
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_at = None
+            return
+        if self._timer is not None and at is not None and at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        core = self._core
+        at = self._timer_at
+        self._timer = None
+        self._timer_at = None
+        if core is None or self._closed:
+            return
+        # The loop may run a timer up to its clock resolution early.
+        now = max(self._loop.time(), at or 0.0)
+        expired = core.expire(now)
+        if expired:
+            self._timed_out(expired)
+        self._after()
+
+    def _timed_out(self, expired: list[Pending]) -> None:
+        seqs = {pending.seq for pending in expired}
+        timeout = self._settings.request_timeout
+        reply = Reply.timeout(f"lookup did not finish within {timeout:g}s")
+        started = {p.seq: s for p, _, s in self._lookups}
+        for pending in expired:
+            began = started.get(pending.seq, perf_counter() - timeout)
+            map_name = pending.payload.partition(b" ")[0].decode("utf-8", errors="replace")
+            if self._metrics is not None:
+                self._metrics.request(map_name, reply.status, perf_counter() - began)
+            _log_request(self.peer, pending.payload, reply, began)
+        in_flight = self._current in seqs
+        self._lookups = deque(item for item in self._lookups if item[0].seq not in seqs)
+        if in_flight:
+            self._restart_lookups()
 
     def _finish(self, payload: bytes, reply: Reply, map_name: str | None, started: float) -> bytes:
         """Encode reply, count and log it; return the bytes to send."""
@@ -338,7 +395,13 @@ class Connection:
             data = encode_reply(reply, self._settings.max_reply_bytes)
         except ReplyTooLargeError as exc:
             # What is counted and logged is what the client got.
-            reply = self._too_large(exc)
+            conn_log.warning(
+                "client=%s: reply of %d bytes exceeds max_reply_bytes=%d; answered TEMP",
+                self.peer,
+                exc.size,
+                self._settings.max_reply_bytes,
+            )
+            reply = REPLY_TOO_LARGE
             data = encode_reply(reply)
         metrics = self._metrics
         if metrics is not None:
@@ -346,17 +409,9 @@ class Connection:
         _log_request(self.peer, payload, reply, started)
         return data
 
-    def _encode(self, reply: Reply) -> bytes:
-        try:
-            return encode_reply(reply, self._settings.max_reply_bytes)
-        except ReplyTooLargeError as exc:
-            return encode_reply(self._too_large(exc))
 
-    def _too_large(self, exc: ReplyTooLargeError) -> Reply:
-        conn_log.warning(
-            "client=%s: reply of %d bytes exceeds max_reply_bytes=%d; answered TEMP",
-            self.peer,
-            exc.size,
-            self._settings.max_reply_bytes,
-        )
-        return REPLY_TOO_LARGE
+def protocol_factory(
+    service: Service, counters: ListenerMetrics | None
+) -> Callable[[], SocketmapProtocol]:
+    """Return a factory of protocols for one listener."""
+    return lambda: SocketmapProtocol(service, counters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from anyio.abc import SocketAttribute, TaskGroup
+import anyio.lowlevel
+from anyio.abc import TaskGroup
 
 from sockmapd.backends import Database, Databases, DatabaseSetupError, create_databases
 from sockmapd.backends.health import HealthCheck
@@ -24,15 +26,13 @@ from sockmapd.lookup.query import failures
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.server import systemd
 from sockmapd.server.access import AccessList
-from sockmapd.server.connection import Connection
+from sockmapd.server.connection import SocketmapProtocol
 from sockmapd.server.http import MetricsServer
 from sockmapd.server.listeners import (
     BoundListener,
-    accept_in_slot,
-    describe_peer,
+    accept_socket_in_slot,
 )
 from sockmapd.server.startup import StartupError, start_listening
-from sockmapd.server.stream import lean, lean_socket
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,9 @@ class Daemon:
         self._generation: Generation | None = None
         # Databases a reload replaced, closed once no lookup can still use them.
         self._retiring: set[Database] = set()
-        self._connections: set[Connection] = set()
+        # Connections by their slot; the slot is given back when one closes.
+        self._connections: dict[SocketmapProtocol, object] = {}
+        self._all_closed: anyio.Event | None = None
         self._stopping = False
         self._accept_scope: anyio.CancelScope | None = None
         self._tasks: TaskGroup | None = None
@@ -130,6 +132,12 @@ class Daemon:
         """Return the server settings currently in force."""
         assert self._generation is not None
         return self._generation.config.server
+
+    @property
+    def access(self) -> AccessList:
+        """Return the networks allowed to connect over TCP."""
+        assert self._generation is not None
+        return self._generation.access
 
     @property
     def stopping(self) -> bool:
@@ -202,7 +210,7 @@ class Daemon:
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for connection in list(self._connections):
-            connection.close_if_idle()
+            connection.stop()
 
     async def reload(self) -> bool:
         """Load the config file again and swap it in; on any error keep serving the old one."""
@@ -298,40 +306,41 @@ class Daemon:
                 self.stop()
 
     async def _serve(self, listeners: list[BoundListener]) -> None:
-        async with anyio.create_task_group() as connections:
-            try:
-                async with anyio.create_task_group() as accepting:
-                    self._accept_scope = accepting.cancel_scope
-                    if self._stopping:
-                        accepting.cancel_scope.cancel()
-                    for bound in listeners:
-                        counters = (
-                            None
-                            if self._metrics is None
-                            else self._metrics.listener(str(bound.address))
-                        )
-                        accepting.start_soon(self._accept_loop, bound, connections, counters)
-                    log.info(
-                        "listening on %s; maps: %s",
-                        ", ".join(str(b.address) for b in listeners),
-                        ", ".join(self.router.map_names) or "(none)",
+        try:
+            async with anyio.create_task_group() as accepting:
+                self._accept_scope = accepting.cancel_scope
+                if self._stopping:
+                    accepting.cancel_scope.cancel()
+                for bound in listeners:
+                    counters = (
+                        None
+                        if self._metrics is None
+                        else self._metrics.listener(str(bound.address))
                     )
-                    systemd.notify("READY=1")
-                    if self._on_ready is not None:
-                        self._on_ready()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    for bound in listeners:
-                        await bound.aclose()
-            # Requests in flight get the grace period; the rest is cancelled.
-            connections.cancel_scope.deadline = anyio.current_time() + self.settings.shutdown_grace
+                    accepting.start_soon(self._accept_loop, bound, counters)
+                log.info(
+                    "listening on %s; maps: %s",
+                    ", ".join(str(b.address) for b in listeners),
+                    ", ".join(self.router.map_names) or "(none)",
+                )
+                systemd.notify("READY=1")
+                if self._on_ready is not None:
+                    self._on_ready()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for bound in listeners:
+                    await bound.aclose()
+        # Requests in flight get the grace period; the rest are cut off.
+        with anyio.move_on_after(self.settings.shutdown_grace):
+            while self._connections:
+                self._all_closed = anyio.Event()
+                await self._all_closed.wait()
+        for connection in list(self._connections):
+            connection.abort()
+        # Let the cancelled lookups unwind before the engines are disposed of.
+        await anyio.lowlevel.checkpoint()
 
-    async def _accept_loop(
-        self,
-        bound: BoundListener,
-        connections: TaskGroup,
-        counters: ListenerMetrics | None = None,
-    ) -> None:
+    async def _accept_loop(self, bound: BoundListener, counters: ListenerMetrics | None) -> None:
         while True:
             slot = object()
             if self._slots.available_tokens < 1 and not self._full_logged:
@@ -340,88 +349,65 @@ class Daemon:
                     "max_connections=%d reached: new clients wait in the listen backlog",
                     self._slots.total_tokens,
                 )
-            stream = await accept_in_slot(bound, self._slots, slot)
-            if stream is None:
+            sock = await accept_socket_in_slot(bound, self._slots, slot)
+            if sock is None:
                 return
-            remote = stream.extra(SocketAttribute.remote_address, None)
-            if isinstance(remote, tuple):
-                assert self._generation is not None
-                host = str(remote[0])
-                if not self._generation.access.allows(host):
-                    self._generation.access.log_denied(host)
-                    self._slots.release_on_behalf_of(slot)
-                    with anyio.CancelScope(shield=True):
-                        await stream.aclose()
-                    continue
-            try:
-                served = await lean(stream)
-            except OSError as exc:
-                # The client left between accept and now.
-                log.debug("accepted connection lost at once: %s", exc)
-                self._slots.release_on_behalf_of(slot)
-                with anyio.CancelScope(shield=True):
-                    await stream.aclose()
-                continue
-            connection = Connection(served, describe_peer(served), self)
-            connections.start_soon(self._run_connection, connection, slot, counters)
-            self._accept_waiting(bound, connections, counters)
+            await self._start(sock, slot, counters)
+            await self._accept_waiting(bound, counters)
 
-    def _accept_waiting(
-        self, bound: BoundListener, connections: TaskGroup, counters: ListenerMetrics | None
-    ) -> None:
+    async def _accept_waiting(self, bound: BoundListener, counters: ListenerMetrics | None) -> None:
         """Accept the connections already waiting on bound, without waiting, while slots last."""
-        raw = bound.listener.extra(SocketAttribute.raw_socket, None)
-        if raw is None:
-            return
+        raw = bound.socket
         for _ in range(ACCEPT_BATCH):
             if self._slots.available_tokens < 1:
                 return
             try:
-                sock, address = raw.accept()
+                sock, _ = raw.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 # Out of file descriptors and the like: the accept loop retries.
                 log.error("accept on %s failed: %s", bound.address, exc)
                 return
-            if isinstance(address, tuple):
-                assert self._generation is not None
-                host = str(address[0])
-                if not self._generation.access.allows(host):
-                    self._generation.access.log_denied(host)
-                    sock.close()
-                    continue
             slot = object()
             self._slots.acquire_on_behalf_of_nowait(slot)
-            connections.start_soon(self._run_socket, sock, slot, counters)
+            await self._start(sock, slot, counters)
 
-    async def _run_socket(
+    async def _start(
         self, sock: socket.socket, slot: object, counters: ListenerMetrics | None
     ) -> None:
+        """Serve an accepted socket; the protocol checks server.allow; closed() frees the slot."""
+        sock.setblocking(False)
+        made: list[SocketmapProtocol] = []
+
+        def factory() -> SocketmapProtocol:
+            connection = SocketmapProtocol(self, counters)
+            self._connections[connection] = slot
+            made.append(connection)
+            return connection
+
         try:
-            stream = await lean_socket(sock)
+            await asyncio.get_running_loop().connect_accepted_socket(factory, sock)
         except OSError as exc:
+            # The client left between accept and now.
             log.debug("accepted connection lost at once: %s", exc)
             sock.close()
-            self._slots.release_on_behalf_of(slot)
-            return
-        connection = Connection(stream, describe_peer(stream), self)
-        await self._run_connection(connection, slot, counters)
+            if made:
+                self.closed(made[0])
+            else:
+                self._release(slot)
 
-    async def _run_connection(
-        self, connection: Connection, slot: object, counters: ListenerMetrics | None
-    ) -> None:
-        self._connections.add(connection)
-        if counters is not None:
-            counters.opened()
-        try:
-            await connection.run()
-        finally:
-            if counters is not None:
-                counters.closed()
-            self._connections.discard(connection)
-            self._slots.release_on_behalf_of(slot)
-            if self._full_logged and (
-                self._slots.borrowed_tokens < self._slots.total_tokens * FULL_RELOG_SHARE
-            ):
-                self._full_logged = False
+    def closed(self, connection: SocketmapProtocol) -> None:
+        """Give back the slot of a connection that is over."""
+        slot = self._connections.pop(connection, None)
+        if slot is not None:
+            self._release(slot)
+        if not self._connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    def _release(self, slot: object) -> None:
+        self._slots.release_on_behalf_of(slot)
+        if self._full_logged and (
+            self._slots.borrowed_tokens < self._slots.total_tokens * FULL_RELOG_SHARE
+        ):
+            self._full_logged = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -42,6 +43,13 @@ class BoundListener:
         self.listener = listener
         # Sockets passed in by systemd belong to systemd: never unlink them.
         self.owned = owned
+
+    @property
+    def socket(self) -> socket.socket:
+        """Return the listening socket itself."""
+        raw = self.listener.extra(SocketAttribute.raw_socket)
+        assert isinstance(raw, socket.socket)
+        return raw
 
     async def aclose(self) -> None:
         """Close the socket and remove a unix socket file this listener created."""
@@ -218,6 +226,39 @@ def _remove_stale_socket(path: str) -> None:
     log.info("removed stale socket %s", path)
 
 
+async def accept_socket_in_slot(
+    bound: BoundListener, slots: anyio.CapacityLimiter, slot: object
+) -> socket.socket | None:
+    """Take a slot of slots for slot, then return the next connection on bound as a socket.
+
+    The slot stays taken for the connection returned. None means the listener
+    was closed (the slot is given back). Taking the slot before accept() leaves
+    clients over the limit in the kernel's backlog, where they cost nothing; an
+    accept that fails (out of file descriptors, say) is retried after a pause
+    instead of spinning, and the listener is kept.
+    """
+    raw = bound.socket
+    loop = asyncio.get_running_loop()
+    while True:
+        await slots.acquire_on_behalf_of(slot)
+        try:
+            if raw.fileno() < 0:
+                slots.release_on_behalf_of(slot)
+                return None
+            sock, _ = await loop.sock_accept(raw)
+        except OSError as exc:
+            slots.release_on_behalf_of(slot)
+            if raw.fileno() < 0:
+                return None
+            log.error("accept on %s failed: %s", bound.address, exc)
+            await anyio.sleep(ACCEPT_ERROR_PAUSE)
+            continue
+        except BaseException:
+            slots.release_on_behalf_of(slot)
+            raise
+        return sock
+
+
 def describe_peer(stream: TypedAttributeProvider) -> str:
     """Return the client address as text, for logs."""
     remote = stream.extra(SocketAttribute.remote_address, None)
@@ -231,10 +272,11 @@ def describe_peer(stream: TypedAttributeProvider) -> str:
 async def accept_in_slot(
     bound: BoundListener, slots: anyio.CapacityLimiter, slot: object
 ) -> SocketStream | None:
-    """Take a slot of slots for slot, then return the next connection on bound.
+    """Take a slot of slots for slot, then return the next connection on bound as a stream.
 
-    The slot stays taken for the connection returned. None means the listener
-    was closed (the slot is given back). Taking the slot before accept() leaves
+    For the metrics listener; see accept_socket_in_slot. The slot stays taken
+    for the connection returned. None means the listener was closed (the slot
+    is given back). Taking the slot before accept() leaves
     clients over the limit in the kernel's backlog, where they cost nothing; an
     accept that fails (out of file descriptors, say) is retried after a pause
     instead of spinning, and the listener is kept.
