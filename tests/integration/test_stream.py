@@ -114,7 +114,7 @@ def test_requests_then_end_of_input_are_all_answered_in_order(
         assert replies[1].startswith(b"TEMP ")
         assert replies[2] == b"NOTFOUND "
         assert replies[3].startswith(b"TEMP ")
-        await service.generation.engines.dispose()
+        await service.generation.databases.dispose()
 
     anyio.run(main, backend="asyncio", backend_options=loop)
 
@@ -133,7 +133,7 @@ def test_a_request_split_into_single_bytes_is_answered(
         client.shutdown(socket.SHUT_WR)
         assert await _read_all(client) == netstring(b"OK bob@example.com")
         client.close()
-        await service.generation.engines.dispose()
+        await service.generation.databases.dispose()
 
     anyio.run(main, backend="asyncio", backend_options=loop)
 
@@ -153,7 +153,7 @@ def test_a_frame_error_answers_earlier_frames_then_perm_and_releases_the_socket(
         with anyio.fail_after(10):
             await service.lost.wait()
         client.close()
-        await service.generation.engines.dispose()
+        await service.generation.databases.dispose()
 
     anyio.run(main, backend="asyncio", backend_options=loop)
 
@@ -186,7 +186,7 @@ def test_reading_pauses_while_the_client_does_not_read(
         # Far less than the 100 MB a server reading without bound would take.
         assert sent < 64 * 1024 * 1024
         client.close()
-        await service.generation.engines.dispose()
+        await service.generation.databases.dispose()
 
     anyio.run(main, backend="asyncio", backend_options=loop)
 
