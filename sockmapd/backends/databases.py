@@ -26,6 +26,7 @@ from sockmapd.backends.drivers import (
 from sockmapd.backends.errors import DatabaseError
 from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig
+from sockmapd.config.files import UnreadableFile, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +163,8 @@ def _digest(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
-        with path.open("rb") as file:
-            return hashlib.sha256(file.read(MAX_SETTINGS_FILE + 1)).hexdigest()
-    except OSError as exc:
+        return hashlib.sha256(read_bounded(path, MAX_SETTINGS_FILE, str(path))).hexdigest()
+    except UnreadableFile as exc:
         # Unreadable now: the connector will say so when it opens a connection.
         return f"unreadable: {exc}"
 
