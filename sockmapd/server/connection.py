@@ -180,13 +180,7 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the timer and the lookups; give back the slot."""
-        self._closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._task is not None:
-            self._task.cancel()
-        self._lookups.clear()
+        self._halt()
         if self._writable is not None and not self._writable.done():
             self._writable.cancel()
         if self._served and self._counters is not None:
@@ -333,6 +327,12 @@ class SocketmapProtocol(asyncio.Protocol):
         self._abort()
 
     def _abort(self) -> None:
+        self._halt()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _halt(self) -> None:
+        """Take nothing more from this connection: no timer, no lookups."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
@@ -340,8 +340,6 @@ class SocketmapProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
         self._lookups.clear()
-        if self._transport is not None:
-            self._transport.abort()
 
     def _arm(self, deadline: float | None) -> None:
         """Have the timer fire by deadline; a timer set for earlier is kept (it re-arms)."""
