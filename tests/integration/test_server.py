@@ -232,7 +232,8 @@ def test_slow_partial_request_is_cut_at_request_timeout(start_daemon: DaemonFact
     assert time.monotonic() - started < 4.0
 
 
-def test_slow_lookup_answers_timeout_and_connection_goes_on(tmp_path: Path) -> None:
+def slow_map_daemon(tmp_path: Path) -> Daemon:
+    """Start a daemon with request_timeout = 0.3 and a map "slow" that takes seconds."""
     db = make_sqlite(tmp_path / "slow.sqlite3")
     with sqlite3.connect(db) as conn:
         # A view whose every read counts to 2e7: seconds, far longer than the timeout.
@@ -245,7 +246,11 @@ def test_slow_lookup_answers_timeout_and_connection_goes_on(tmp_path: Path) -> N
     text += '\n[maps.slow]\ndatabase = "main"\ntable = "slow"\nkey = "k"\nvalue = "v"\n'
     path = tmp_path / "slow.toml"
     path.write_text(text)
-    daemon = Daemon(path, port)
+    return Daemon(path, port)
+
+
+def test_slow_lookup_answers_timeout_and_connection_goes_on(tmp_path: Path) -> None:
+    daemon = slow_map_daemon(tmp_path)
     try:
         client = daemon.client(timeout=10.0)
         started = time.monotonic()
@@ -259,18 +264,7 @@ def test_slow_lookup_answers_timeout_and_connection_goes_on(tmp_path: Path) -> N
 
 
 def test_slow_lookup_before_a_bad_frame_answers_timeout_then_perm(tmp_path: Path) -> None:
-    db = make_sqlite(tmp_path / "slow.sqlite3")
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "CREATE VIEW slow AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
-            "SELECT x + 1 FROM c WHERE x < 20000000) SELECT 'k' AS k, count(*) AS v FROM c"
-        )
-    port = free_port()
-    text = toml_config(db, [f"tcp://127.0.0.1:{port}"], "request_timeout = 0.3")
-    text += '\n[maps.slow]\ndatabase = "main"\ntable = "slow"\nkey = "k"\nvalue = "v"\n'
-    path = tmp_path / "slow.toml"
-    path.write_text(text)
-    daemon = Daemon(path, port)
+    daemon = slow_map_daemon(tmp_path)
     try:
         client = daemon.client(timeout=10.0)
         # The frames before the bad one are answered first, the slow one within
