@@ -3,7 +3,7 @@
 Recording a request costs two dict lookups and two prometheus_client calls: the
 counter and histogram children of every configured map are resolved when the maps
 are loaded, never per request. Pool and cache figures are not recorded at all:
-the collector reads them from the current maps and engines at scrape time.
+the collector reads them from the current maps and databases at scrape time.
 
 Label values never come from a client: a request for a map that is not configured,
 or a payload that is not a request, is counted under UNKNOWN_MAP, so a hostile
@@ -53,7 +53,7 @@ LATENCY_BUCKETS = (
 )
 DATABASE_ERROR_KINDS = ("timeout", "lost_connection", "unavailable", "pool_timeout", "query_error")
 
-# What the collector reads at scrape time: the maps and engines currently served.
+# What the collector reads at scrape time: the maps and databases currently served.
 StateSource = Callable[[], "tuple[Router, Databases]"]
 
 
@@ -172,7 +172,7 @@ class Metrics:
         self._source = source
 
     def state(self) -> tuple[Router, Databases] | None:
-        """Return the maps and engines served now, or None before watch()."""
+        """Return the maps and databases served now, or None before watch()."""
         return None if self._source is None else self._source()
 
     def serve(self, router: Router) -> None:
@@ -236,9 +236,9 @@ class _StateCollector(Collector):
         state = self._metrics.state()
         if state is None:
             return
-        router, engines = state
+        router, databases = state
         yield from _cache_families(self._metrics, router)
-        yield from _pool_families(engines)
+        yield from _pool_families(databases)
 
 
 def _cache_families(metrics: Metrics, router: Router) -> Iterator[Metric]:
@@ -261,7 +261,7 @@ def _cache_families(metrics: Metrics, router: Router) -> Iterator[Metric]:
     yield entries
 
 
-def _pool_families(engines: Databases) -> Iterator[Metric]:
+def _pool_families(databases: Databases) -> Iterator[Metric]:
     in_use = GaugeMetricFamily(
         "sockmapd_pool_connections_in_use",
         "Database connections checked out of the pool now.",
@@ -275,10 +275,8 @@ def _pool_families(engines: Databases) -> Iterator[Metric]:
     size = GaugeMetricFamily(
         "sockmapd_pool_size", "The pool_size of each database.", labels=["database"]
     )
-    for name, _engine in engines.items():
-        pool = engines.pool(name)
-        if pool is None:
-            continue
+    for name, database in databases.items():
+        pool = database.pool
         in_use.add_metric([name], pool.in_use)
         overflow.add_metric([name], pool.overflow)
         size.add_metric([name], pool.size)

@@ -110,11 +110,6 @@ class Databases(Mapping[str, Database]):
         """Return the number of databases."""
         return len(self._databases)
 
-    def pool(self, name: str) -> DriverPool | None:
-        """Return the lookup pool of database name, or None if there is no such database."""
-        database = self._databases.get(name)
-        return None if database is None else database.pool
-
     def replaced_by(self, newer: Databases) -> list[Database]:
         """Return the databases of this set that newer does not carry over."""
         kept = {id(database) for database in newer.values()}

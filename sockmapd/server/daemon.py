@@ -337,7 +337,7 @@ class Daemon:
                 await self._all_closed.wait()
         for connection in list(self._connections):
             connection.abort()
-        # Let the cancelled lookups unwind before the engines are disposed of.
+        # Let the cancelled lookups unwind before the databases are disposed of.
         await anyio.lowlevel.checkpoint()
 
     async def _accept_loop(self, bound: BoundListener, counters: ListenerMetrics | None) -> None:

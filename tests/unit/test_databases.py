@@ -75,10 +75,9 @@ def test_a_changed_file_behind_the_same_name_is_a_change(tmp_path: Path) -> None
     asyncio.run(second.dispose())
 
 
-def test_pool_is_none_only_for_an_unknown_database(tmp_path: Path) -> None:
+def test_databases_are_keyed_by_name(tmp_path: Path) -> None:
     (tmp_path / "password").write_text("secret\n")
     databases = create_databases(parse_config(configs(tmp_path)).databases)
-    assert databases.pool("mail") is databases["mail"].pool
-    assert databases.pool("nope") is None
     assert sorted(databases) == ["mail", "other"]
+    assert "nope" not in databases
     asyncio.run(databases.dispose())

@@ -200,8 +200,7 @@ def test_pool_figures_are_read_at_scrape_time(tmp_path: Path) -> None:
     assert value(metrics, "sockmapd_pool_size", database="main") == 10
 
     async def hold_one() -> tuple[float | None, float | None]:
-        pool = engines.pool("main")
-        assert pool is not None
+        pool = engines["main"].pool
         lease = await pool.acquire()
         try:
             return (
