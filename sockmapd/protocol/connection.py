@@ -180,7 +180,7 @@ class ConnectionCore:
         are answered the core answers PERM and closes. Bytes that arrive after
         the client's end, a frame error, a stop or a close are ignored.
         """
-        if not self.accepting:
+        if self._close is not None or self._error is not None or self._eof or self._stopping:
             return []
         try:
             frames = self._decoder.feed(data)
@@ -213,14 +213,25 @@ class ConnectionCore:
 
     def answer(self, seq: int, data: bytes, now: float) -> bool:
         """Give the encoded reply for request seq; False if it was already answered (timed out)."""
-        if self._close is not None or seq in self._answers:
-            return False
         unanswered = self._unanswered
-        if not unanswered or seq < unanswered[0].seq or seq >= self._next_seq:
+        if self._close is not None or not unanswered or seq >= self._next_seq:
+            return False
+        head = unanswered[0]
+        if seq == head.seq:
+            # Its turn has come: out at once, and whatever waited behind it.
+            unanswered.popleft()
+            self._buffered -= len(head.payload)
+            self._out.append(data)
+            if self._answers:
+                self._release(now)
+            self._head_since = now
+            if not unanswered:
+                self._idle_since = now
+                self._settle()
+            return True
+        if seq < head.seq or seq in self._answers:
             return False
         self._answers[seq] = data
-        self._release(now)
-        self._settle()
         return True
 
     def eof(self, now: float) -> None:

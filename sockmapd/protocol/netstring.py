@@ -113,6 +113,18 @@ class NetstringDecoder:
         while pos < end:
             length = self._length
             if length < 0:
+                if not buf:
+                    # Fast path: a whole, valid header in this chunk. Anything else
+                    # (split, bad or too large) is read and judged byte by byte below.
+                    colon = data.find(b":", pos, pos + self._max_digits + 1)
+                    if colon > pos:
+                        digits = data[pos:colon]
+                        if digits.isdigit() and (colon == pos + 1 or data[pos] != _ZERO):
+                            length = int(digits)
+                            if length <= self._max_payload:
+                                self._length = length
+                                pos = colon + 1
+                                continue
                 pos = self._read_header(data, pos)
             elif not buf and end - pos > length:
                 # Fast path: the whole frame is in this chunk; one copy, no buffering.

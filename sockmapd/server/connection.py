@@ -148,9 +148,10 @@ class SocketmapProtocol(asyncio.Protocol):
         core = self._core
         if core is None or self._closed:
             return
-        new = core.receive(data, self._loop.time())
+        now = self._loop.time()
+        new = core.receive(data, now)
         if new:
-            self._dispatch(new)
+            self._dispatch(new, now)
         self._after()
 
     def eof_received(self) -> bool:
@@ -202,7 +203,7 @@ class SocketmapProtocol(asyncio.Protocol):
 
     # -- inside --------------------------------------------------------------------
 
-    def _dispatch(self, new: list[Pending]) -> None:
+    def _dispatch(self, new: list[Pending], now: float) -> None:
         core = self._core
         assert core is not None
         transport = self._transport
@@ -221,7 +222,7 @@ class SocketmapProtocol(asyncio.Protocol):
                 if self._metrics is not None:
                     self._metrics.protocol_error(exc.kind)
                 data = self._finish(pending.payload, Reply.perm(exc.reason), None, started)
-                core.answer(pending.seq, data, self._loop.time())
+                core.answer(pending.seq, data, now)
                 continue
             try:
                 reply = router.answer_now(request)
@@ -234,7 +235,7 @@ class SocketmapProtocol(asyncio.Protocol):
             data = self._finish(pending.payload, reply, request.map_name, started)
             # A later request answered from the cache waits in the core behind
             # an earlier one still being looked up.
-            core.answer(pending.seq, data, self._loop.time())
+            core.answer(pending.seq, data, now)
             out = core.data_to_send()
             if out:
                 # Written at once, so that a client that does not read is seen
