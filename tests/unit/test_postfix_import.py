@@ -612,10 +612,79 @@ def test_command_invalid_input(cf_dir: Path, capsys: pytest.CaptureFixture[str])
     assert "Traceback" not in err
 
 
-def test_command_more_names_than_files(cf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = cf_dir / "sqlite-legacy.cf"
-    assert main(["config", "import-postfix", "--name", "a", "--name", "b", str(path)]) == 2
-    assert "2 --name options but only 1 files" in capsys.readouterr().err
+def imported_maps(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
+    assert main(["config", "import-postfix", *argv]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return list(parse_config(out).maps)
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(["config", "import-postfix", *argv])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    return err.splitlines()[-1]
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> tuple[str, str]:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.cf").write_text(SQLITE_CF)
+    return f"sqlite:{tmp_path / 'a.cf'}", f"sqlite:{tmp_path / 'b.cf'}"
+
+
+def test_command_each_name_before_its_file(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    argv = ["--name", "first", a, "--name", "second", b]
+    assert imported_maps(argv, capsys) == ["first", "second"]
+
+
+def test_command_names_before_the_files(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    assert imported_maps(["--name", "first", "--name", "second", a, b], capsys) == [
+        "first",
+        "second",
+    ]
+
+
+def test_command_a_name_after_a_file_names_the_next_one(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    assert imported_maps([a, "--name", "second", b], capsys) == ["a", "second"]
+    assert imported_maps(["--name", "first", a, b], capsys) == ["first", "b"]
+
+
+def test_command_options_in_other_spellings(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    argv = ["--name=first", a, "--show", "--na", "second", b]
+    assert imported_maps(argv, capsys) == ["first", "second"]
+
+
+def test_command_name_after_the_last_file(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    assert usage_error([a, b, "--name", "late"], capsys) == (
+        "sockmapd config import-postfix: error: --name late: no file left to name "
+        "(a --name names the first file after it that no earlier --name names)"
+    )
+
+
+def test_command_more_names_than_files(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, _ = two_files
+    error = usage_error(["--name", "x", "--name", "y", "--name", "z", a], capsys)
+    assert error.startswith("sockmapd config import-postfix: error: --name y, --name z: ")
 
 
 def test_command_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
