@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -49,8 +50,12 @@ exit status:
   3  a lookup failed (TEMP, TIMEOUT or PERM), or the server could not be reached
 """
 IMPORT_EPILOG = """\
-Each file becomes one map, named by the next --name or after the file, and one
-database named after the map (files with the same connection settings share one).
+Each file becomes one map and one database named after the map (files with the
+same connection settings share one). A --name names the first file after it that
+no earlier --name names, so both of these work:
+  --name A mysql:a.cf --name B mysql:b.cf
+  --name A --name B mysql:a.cf mysql:b.cf
+A file without a --name is named after the file, without .cf.
 Parameters that cannot be carried over are listed on stderr as FILE: NAME: REASON.
 
 exit status:
@@ -68,6 +73,74 @@ def _port(text: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"port out of range 1-65535: {port}")
     return port
+
+
+class _ToolParser(argparse.ArgumentParser):
+    """The parser of a `sockmapd config` tool; import-postfix's lets --name and files alternate.
+
+    argparse reads all the files of one positional in one run, so a file after a --name
+    that follows another file would be an unrecognized argument. With `names_files` set,
+    the options and the files are parsed apart (parse_known_intermixed_args), and each
+    file is then paired with its --name by the order of the arguments: `tables` becomes a
+    list of (TYPE:FILE, MAP or None).
+    """
+
+    names_files = False
+    _parsing = False
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        if not self.names_files or self._parsing:
+            return super().parse_known_args(args, namespace)
+        arguments = list(sys.argv[1:] if args is None else args)
+        self._parsing = True
+        try:
+            parsed, extras = self.parse_known_intermixed_args(arguments, namespace)
+        finally:
+            self._parsing = False
+        if extras:
+            return parsed, extras
+        tables, unused = _name_files(arguments)
+        if unused:
+            names = ", ".join(f"--name {name}" for name in unused)
+            self.error(
+                f"{names}: no file left to name (a --name names the first file after it "
+                "that no earlier --name names)"
+            )
+        parsed.tables = tables
+        return parsed, extras
+
+
+def _is_option(text: str, option: str) -> bool:
+    """Whether text is option or an abbreviation of it, as argparse accepts them."""
+    return len(text) > 2 and text.startswith("--") and option.startswith(text)
+
+
+def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Pair import-postfix's files with their --name; also return the names left over.
+
+    The arguments are ones argparse accepted, so every option is --name (with its value
+    inline or next), --show-secrets, or an abbreviation of one of them. Each file takes
+    the oldest --name before it that no earlier file took.
+    """
+    pending: list[str] = []
+    tables: list[tuple[str, str | None]] = []
+    remaining = iter(arguments)
+    files_only = False
+    for argument in remaining:
+        if not files_only:
+            option, inline, value = argument.partition("=")
+            if argument == "--":
+                files_only = True
+                continue
+            if _is_option(option, "--name"):
+                pending.append(value if inline else next(remaining))
+                continue
+            if _is_option(option, "--show-secrets"):
+                continue
+        tables.append((argument, pending.pop(0) if pending else None))
+    return tables, pending
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("keys", metavar="KEY", nargs="+", help="key to look up")
 
     config_cmd = commands.add_parser("config", help="config file tools")
-    config_tools = config_cmd.add_subparsers(dest="config_command", metavar="TOOL", required=True)
+    config_tools = config_cmd.add_subparsers(
+        dest="config_command", metavar="TOOL", required=True, parser_class=_ToolParser
+    )
     convert = config_tools.add_parser(
         "convert",
         help="print a config (legacy JSON or TOML) as canonical TOML",
@@ -164,11 +239,12 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MAP",
-        help="map name of the next file, in order (default: the file name without .cf)",
+        help="map name of the next file (default: the file name without .cf)",
     )
     postfix.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
+    postfix.names_files = True
     return parser
 
 
@@ -321,17 +397,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _import_postfix(args: argparse.Namespace) -> int:
-    names: list[str] = args.name
-    if len(names) > len(args.tables):
-        print(
-            f"sockmapd config import-postfix: {len(names)} --name options "
-            f"but only {len(args.tables)} files",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    tables: list[tuple[str, str | None]] = args.tables
     sources: list[PostfixSource] = []
     unreadable = False
-    for index, argument in enumerate(args.tables):
+    for argument, name in tables:
         table_type, path = split_table_argument(argument)
         try:
             text = read_bounded_text(Path(path), MAX_CONFIG_BYTES, "the file", regular=False)
@@ -339,7 +408,6 @@ def _import_postfix(args: argparse.Namespace) -> int:
             print(f"{path}: {exc}", file=sys.stderr)
             unreadable = True
             continue
-        name = names[index] if index < len(names) else None
         sources.append(PostfixSource(path, text, table_type, name))
     if unreadable:
         return EXIT_USAGE
