@@ -204,10 +204,12 @@ def _create_database(name: str, db: DatabaseConfig, settings: Settings) -> Datab
 def _pgbouncer_engine(url: URL, connector: Connector) -> AsyncEngine:
     """Return an engine whose statements stay within one transaction, as PgBouncer needs.
 
-    SQLAlchemy's asyncpg adapter prepares each statement under a name of its own and
-    runs it in a later round trip; behind PgBouncer that round trip may reach another
-    server connection. An empty name makes it the unnamed statement, which asyncpg
-    (its statement cache off) parses again with the execution, and nothing is cached.
+    SQLAlchemy's asyncpg adapter prepares each statement under a name and caches it:
+    behind PgBouncer a later use of the name may reach a server connection that does
+    not have it, and a name left on a server connection may clash with another
+    client's (asyncpg numbers them per process). An empty name makes it the unnamed
+    statement, which asyncpg (its statement cache off) parses again with each
+    execution, and the adapter caches nothing.
     """
 
     def creator() -> Any:
