@@ -73,6 +73,8 @@ async def _check_query(
     }
     try:
         # The session is read-only, like every lookup's: running it writes nothing.
+        # Behind PgBouncer (pgbouncer = true) no session setting survives, and the
+        # role's privileges guard the data here as they do for the lookups.
         await conn.execute(statement, params)
     except EngineError as exc:
         message = " ".join(str(getattr(exc, "orig", None) or exc).split())

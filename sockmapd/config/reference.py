@@ -268,6 +268,18 @@ DESCRIPTIONS: dict[str, str] = {
         "`read-write` and `read-only` sockmapd makes it so after the role check, which "
         "costs one more statement per new connection."
     ),
+    "databases.pgbouncer": (
+        "PostgreSQL only: the database is reached through PgBouncer in transaction or "
+        "statement pooling mode (session pooling needs nothing). sockmapd then sends no "
+        "startup setting but `application_name` and no `SET`, because a session setting "
+        "stays on one server connection, and turns asyncpg's statement cache off, so "
+        "each lookup uses the unnamed statement within its own transaction: two round "
+        "trips instead of one. The read-only session setting is gone with it: the guards "
+        "are the query check at load and the role's privileges (see "
+        "[security.md](security.md#behind-pgbouncer)). Cannot be combined with "
+        "`target_session_attrs`. Without it, a failure that shows PgBouncer in front of "
+        "the database logs once which option to set."
+    ),
     "maps.database": "A name defined under `[databases]`.",
     "maps.table": ("Table form: table or view, optionally `schema.table`. A plain SQL identifier."),
     "maps.key": (
@@ -481,6 +493,8 @@ Lookups run in autocommit mode: a lookup is one `SELECT` and needs no transactio
 Every connection is read-only (PostgreSQL `default_transaction_read_only = on`, MySQL
 `SET SESSION TRANSACTION READ ONLY`, SQLite `PRAGMA query_only`), so even a view or
 function that writes cannot write through sockmapd; such a lookup answers `TEMP`.
+The exception is a database with `pgbouncer = true`, where no session setting
+survives: there the role's privileges guard the data.
 No database connection is opened at start; a database that cannot be reached makes its
 maps answer `TEMP` until it can.""",
     "maps.NAME": """\
