@@ -337,6 +337,7 @@ def test_published_map_answers_as_in_postfix(
     # The comparison is only as good as the data: Postfix itself must find some keys and
     # miss others, with no lookup error.
     found = [key for key in keys if direct[key].status == 0]
+    print(f"\n{backend_name} {item.name}: {len(keys)} keys, {len(found)} found by Postfix")
     assert len(found) >= 2, f"{item.name}: Postfix finds only {found}"
     assert len(found) < len(keys) - 1, f"{item.name}: Postfix finds almost every key"
     errors = [key for key in keys if direct[key].failed]
