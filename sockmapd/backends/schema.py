@@ -10,7 +10,7 @@ from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sockmapd.backends.databases import Databases, EngineError
-from sockmapd.config import Config, MapConfig, Problem
+from sockmapd.config import Config, DatabaseConfig, MapConfig, Problem
 from sockmapd.config.expansions import compile_query
 
 # A key that fills every expansion a query can use (%s %u %d %1..%9), matching nothing real.
@@ -60,14 +60,17 @@ async def _check_table(
 
 
 async def _check_query(
-    conn: AsyncConnection, db_name: str, map_name: str, config: MapConfig
+    conn: AsyncConnection, db: DatabaseConfig, db_name: str, map_name: str, config: MapConfig
 ) -> list[Problem]:
     assert config.query is not None
-    bound = compile_query(config.query)
+    bound = compile_query(config.query, db.dialect)
     statement = text(bound.sql).bindparams(
-        *(bindparam(f"x_{code}", type_=String()) for code in bound.codes)
+        *(bindparam(parameter.name, type_=String()) for parameter in bound.parameters)
     )
-    params = {f"x_{code}": PROBE_VALUES[code] for code in bound.codes}
+    params = {
+        parameter.name: parameter.fill(PROBE_VALUES.__getitem__) or ""
+        for parameter in bound.parameters
+    }
     try:
         # The session is read-only, like every lookup's: running it writes nothing.
         await conn.execute(statement, params)
@@ -89,8 +92,11 @@ async def check_databases(config: Config, databases: Databases) -> list[Problem]
         try:
             async with asyncio.timeout(limit), database.engine.connect() as conn:
                 for map_name, map_config in maps.items():
-                    check = _check_query if map_config.is_query else _check_table
-                    problems.extend(await check(conn, db_name, map_name, map_config))
+                    if map_config.is_query:
+                        found = await _check_query(conn, db, db_name, map_name, map_config)
+                    else:
+                        found = await _check_table(conn, db_name, map_name, map_config)
+                    problems.extend(found)
         except TimeoutError:
             problems.append(
                 Problem(

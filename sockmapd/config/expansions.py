@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 # Codes each kind of template accepts, as in mysql_table(5), pgsql_table(5) and sqlite_table(5).
 QUERY_CODES = "sudSUD123456789"
@@ -35,15 +37,58 @@ class Expansion:
 Template = tuple[Text | Expansion, ...]
 
 
+# The SQL dialects a query is read in; None when the map's database is not known.
+QueryDialect = Literal["mysql", "postgresql", "sqlite"]
+
+
+@dataclass(frozen=True, slots=True)
+class Parameter:
+    """One bound parameter of a query: its bind name and the text it carries.
+
+    A lone expansion ('%s', %u) carries just that expansion. A string literal that
+    holds expansions ('@%d', '%u@', '%%%s') carries the literal's text, with the
+    dialect's escapes decoded, %% made %, and the expansions filled in at lookup:
+    the value Postfix's statement compares with, since Postfix pastes the escaped
+    key into the literal.
+    """
+
+    name: str
+    template: Template
+
+    def fill(self, value: Callable[[str], str | None]) -> str | None:
+        """Return the text with each expansion's value(code), or None if one is suppressed."""
+        out: list[str] = []
+        for piece in self.template:
+            if isinstance(piece, Text):
+                out.append(piece.text)
+                continue
+            filled = value(piece.code)
+            if filled is None:
+                return None
+            out.append(filled)
+        return "".join(out)
+
+
 @dataclass(frozen=True, slots=True)
 class BoundQuery:
     """A query template turned into SQL for sqlalchemy.text() whose expansions are bound."""
 
-    # Every expansion is a bind such as :x_s; every other ':' is written '\:' so that
-    # text() creates no other bind; %% became % (SQLAlchemy doubles it where the driver needs).
+    # Every expansion, and every literal holding one, is a bind such as :x_s or :x_l1;
+    # every other ':' is written '\:' so that text() creates no other bind; %% outside
+    # a bound literal became % (SQLAlchemy doubles it where the driver needs).
     sql: str
-    # Distinct lower-case codes of the binds ("s", "u", "d", "1".."9"), in first-use order.
-    codes: tuple[str, ...]
+    # The binds, in first-use order; one per distinct expansion or literal text.
+    parameters: tuple[Parameter, ...]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Distinct lower-case expansion codes of the binds, in first-use order."""
+        codes: dict[str, None] = {}
+        for parameter in self.parameters:
+            for piece in parameter.template:
+                if isinstance(piece, Expansion):
+                    codes[piece.code] = None
+        return tuple(codes)
 
 
 def _describe(codes: str) -> str:
@@ -124,37 +169,64 @@ _BIND_MARK = ":" + BIND_PREFIX
 _BIND_BLOCKER_RE = re.compile(r"[\w:\\]")
 
 _EXAMPLE = "SELECT goto FROM alias WHERE address = '%s'"
-_LONGER_LITERAL = (
-    "an expansion inside a longer string literal cannot be bound: write CONCAT(%u, "
-    "'@example.com') on MySQL or %u || '@example.com' on PostgreSQL and SQLite"
+_BACKSLASH_OUTSIDE = (
+    "a backslash is only allowed inside a string literal: remove it, or write the character itself"
 )
-_BACKSLASH = (
-    "a backslash is not allowed in a query: MySQL reads it as an escape inside string "
-    "literals and PostgreSQL and SQLite do not; write the character itself, "
-    "or CHAR(92) on MySQL and SQLite, CHR(92) on PostgreSQL"
+_BACKSLASH_UNKNOWN = (
+    "a backslash inside a string literal is read differently by MySQL (an escape) and "
+    "by PostgreSQL and SQLite (a plain character): give the map a database, so that the "
+    "query is read as that database reads it"
+)
+_BACKSLASH_BEFORE_EXPANSION = (
+    "a backslash right before an expansion would escape the first character of the key "
+    "in Postfix's statement: write \\\\ for a backslash before it"
 )
 _ADJACENT = (
     "an expansion must stand apart from names, numbers and other expansions to be bound: "
     "put a space or an operator next to it, and join values with "
     "CONCAT(%u, '@', %d) on MySQL or %u || '@' || %d on PostgreSQL and SQLite"
 )
+_PREFIXED = (
+    "a string literal with a prefix ({prefix}'') cannot hold an expansion: the key would "
+    "be read as {what}; write the literal without the prefix"
+)
+# MySQL's escapes inside a string literal; any other \c is c. \% and \_ keep their
+# backslash, for LIKE.
+_MYSQL_ESCAPES = {
+    "0": "\0",
+    "b": "\b",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "Z": "\x1a",
+    "%": "\\%",
+    "_": "\\_",
+}
+# PostgreSQL's single-character escapes in E'...' strings; octal, \x, \u and \U below.
+_POSTGRESQL_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_OCTAL_RE = re.compile(r"[0-7]{1,3}")
+_HEX_RE = re.compile(r"[0-9A-Fa-f]{1,2}")
+_UNICODE_RE = {"u": re.compile(r"[0-9A-Fa-f]{4}"), "U": re.compile(r"[0-9A-Fa-f]{8}")}
+_LITERAL_BIND = "l"
 
 
 class _QueryCompiler:
-    """One pass over a query template; builds the SQL and collects the bound codes."""
+    """One pass over a query template, reading it as the dialect does; builds SQL and binds."""
 
-    __slots__ = ("_codes", "_out", "_previous_word", "_text")
+    __slots__ = ("_dialect", "_literals", "_out", "_parameters", "_previous_word", "_text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, dialect: QueryDialect | None) -> None:
         self._text = text
+        self._dialect = dialect
         self._out: list[str] = []
-        self._codes: list[str] = []
+        self._parameters: dict[Template, Parameter] = {}
+        self._literals = 0
         self._previous_word = ""
 
     def run(self) -> BoundQuery:
-        # Each step consumes at least one character, and str.find, anchored regex matches
-        # and parse_template of a quoted token look at each character a bounded number of
-        # times: the cost is linear in the query length. Queries come from the
+        # Each step consumes at least one character, and the literal scan, anchored regex
+        # matches and parse_template of a quoted token look at each character a bounded
+        # number of times: the cost is linear in the query length. Queries come from the
         # administrator's config, never from clients.
         text = self._text
         end = len(text)
@@ -162,7 +234,10 @@ class _QueryCompiler:
         while at < end:
             char = text[at]
             if char == "'":
-                at = self._string(at)
+                at = self._string(at, "")
+            elif char == '"' and self._dialect == "mysql":
+                # MySQL reads "..." as a string (unless sql_mode has ANSI_QUOTES).
+                at = self._string(at, "")
             elif char in '"`':
                 at = self._identifier(at, char)
             elif char == "%":
@@ -180,7 +255,7 @@ class _QueryCompiler:
                     "comments ('--', '/*', '#') are not allowed in a query: remove the comment"
                 )
             elif char == "\\":
-                raise TemplateError(_BACKSLASH)
+                raise TemplateError(_BACKSLASH_OUTSIDE)
             elif char == "$" and _DOLLAR_RE.match(text, at):
                 raise TemplateError(
                     "PostgreSQL dollar quoting ($$, $tag$) and positional parameters ($1) are "
@@ -189,11 +264,15 @@ class _QueryCompiler:
                 )
             elif (word := _WORD_RE.match(text, at)) is not None:
                 at = word.end()
-                self._word(word.group(), at)
+                if text.startswith("'", at):
+                    # A prefixed literal: E'..' on PostgreSQL, N'..', X'..', _utf8mb4'..'.
+                    at = self._string(at, word.group())
+                else:
+                    self._word(word.group(), at)
             else:
                 self._out.append(char)
                 at += 1
-        return BoundQuery("".join(self._out), tuple(self._codes))
+        return BoundQuery("".join(self._out), tuple(self._parameters.values()))
 
     def _word(self, word: str, after: int) -> None:
         upper = word.upper()
@@ -214,46 +293,68 @@ class _QueryCompiler:
             return False
         return _CALL_RE.match(self._text, after) is not None
 
-    def _string(self, start: int) -> int:
-        end = _closing_quote(self._text, start, "'")
+    def _escapes(self, prefix: str) -> bool:
+        """Return True if a backslash escapes the next character in this literal."""
+        if self._dialect == "mysql":
+            return True
+        return self._dialect == "postgresql" and prefix in ("E", "e")
+
+    def _string(self, start: int, prefix: str) -> int:
+        quote = self._text[start]
+        escapes = self._escapes(prefix)
+        end = _closing_quote(self._text, start, quote, escapes=escapes)
         if end < 0:
+            doubled = "write '' for a quote inside it"
+            if escapes:
+                doubled += " (or \\')"
             raise TemplateError(
-                f"unterminated string literal at offset {start}: close it with ' "
-                "and write '' for a quote inside it"
+                f"unterminated string literal at offset {start}: close it with {quote} "
+                f"and {doubled}"
             )
         raw = self._text[start + 1 : end]
-        if "\\" in raw:
-            raise TemplateError(_BACKSLASH)
+        if "\\" in raw and self._dialect is None:
+            raise TemplateError(_BACKSLASH_UNKNOWN)
         template = parse_template(raw, QUERY_CODES)
-        if len(template) == 1 and isinstance(template[0], Expansion):
-            # '%s' is the form Postfix needs; the bind carries its own quoting.
-            if self._blocks_bind():
-                previous = self._out[-1]
-                if not previous.startswith(_BIND_MARK) and _WORD_RE.match(previous[-1]):
-                    raise TemplateError(
-                        "a string literal with a prefix (E'', N'', X'', B'', _charset'') "
-                        "cannot be bound: write the expansion as a plain '%s'"
-                    )
-                raise TemplateError(_ADJACENT)
-            self._bind(template[0].code, end + 1)
-        elif any(isinstance(piece, Expansion) for piece in template):
-            raise TemplateError(f"{_LONGER_LITERAL} (found '{raw}')")
-        else:
+        if not any(isinstance(piece, Expansion) for piece in template):
             literal = "".join(piece.text for piece in template if isinstance(piece, Text))
-            self._out.append("'" + literal.replace(":", "\\:") + "'")
+            self._out.append(prefix + quote + literal.replace(":", "\\:") + quote)
+            return end + 1
+        if prefix and not (self._dialect == "postgresql" and prefix in ("E", "e")):
+            raise TemplateError(_describe_prefix(prefix))
+        if self._dialect == "postgresql" and self._unicode_prefix():
+            raise TemplateError(_describe_prefix("U&"))
+        if self._blocks_bind():
+            raise TemplateError(_ADJACENT)
+        decoded = tuple(
+            Text(self._decode(piece.text, quote, escapes)) if isinstance(piece, Text) else piece
+            for piece in template
+        )
+        self._bind(decoded, end + 1)
         return end + 1
 
+    def _unicode_prefix(self) -> bool:
+        # U&'...' on PostgreSQL: the & was written out as an operator character.
+        out = self._out
+        return len(out) >= 2 and out[-1] == "&" and out[-2] in ("U", "u")
+
+    def _decode(self, text: str, quote: str, escapes: bool) -> str:
+        """Return the characters a piece of literal text stands for in this dialect."""
+        if not escapes:
+            return text.replace(quote + quote, quote)
+        if text.endswith("\\") and (len(text) - len(text.rstrip("\\"))) % 2:
+            raise TemplateError(_BACKSLASH_BEFORE_EXPANSION)
+        if self._dialect == "mysql":
+            return _decode_mysql(text, quote)
+        return _decode_postgresql(text)
+
     def _identifier(self, start: int, quote: str) -> int:
-        end = _closing_quote(self._text, start, quote)
+        end = _closing_quote(self._text, start, quote, escapes=False)
         if end < 0:
             raise TemplateError(
                 f"unterminated quoted identifier at offset {start}: close it with {quote} "
                 f"and write {quote}{quote} for a {quote} inside it"
             )
         raw = self._text[start + 1 : end]
-        if "\\" in raw:
-            # MySQL reads "..." as a string by default, where a backslash escapes the quote.
-            raise TemplateError(_BACKSLASH)
         template = parse_template(raw, QUERY_CODES)
         if any(isinstance(piece, Expansion) for piece in template):
             raise TemplateError(
@@ -275,7 +376,7 @@ class _QueryCompiler:
         elif code in QUERY_CODES:
             if self._blocks_bind():
                 raise TemplateError(_ADJACENT)
-            self._bind(code, at + 2)
+            self._bind((Expansion(code),), at + 2)
         else:
             raise TemplateError(
                 f"unknown expansion %{code} in the query: a query may use {_describe(QUERY_CODES)}"
@@ -285,34 +386,141 @@ class _QueryCompiler:
     def _blocks_bind(self) -> bool:
         return bool(self._out) and _BIND_BLOCKER_RE.fullmatch(self._out[-1][-1:]) is not None
 
-    def _bind(self, code: str, after: int) -> None:
+    def _bind(self, template: Template, after: int) -> None:
         if after < len(self._text) and _WORD_RE.match(self._text[after]):
             # ':x_sabc' would be a different bind name.
             raise TemplateError(_ADJACENT)
-        code = code.lower()
-        if code not in self._codes:
-            self._codes.append(code)
-        self._out.append(_BIND_MARK + code)
+        # Upper-case codes expand as lower-case ones in a query (mysql_table(5)).
+        template = tuple(
+            Expansion(piece.code.lower()) if isinstance(piece, Expansion) else piece
+            for piece in template
+        )
+        parameter = self._parameters.get(template)
+        if parameter is None:
+            if len(template) == 1 and isinstance(template[0], Expansion):
+                name = BIND_PREFIX + template[0].code
+            else:
+                self._literals += 1
+                name = f"{BIND_PREFIX}{_LITERAL_BIND}{self._literals}"
+            parameter = self._parameters[template] = Parameter(name, template)
+        self._out.append(":" + parameter.name)
 
 
-def _closing_quote(text: str, start: int, quote: str) -> int:
-    """Return the index of the quote closing the one at start (doubled quotes escape), or -1."""
-    at = start + 1
-    while (at := text.find(quote, at)) >= 0:
-        if text.startswith(quote, at + 1):
+def _describe_prefix(prefix: str) -> str:
+    upper = prefix.upper()
+    if upper == "U&":
+        what = "Unicode escapes"
+    elif upper in ("X", "B"):
+        what = "hexadecimal digits" if upper == "X" else "binary digits"
+    elif upper == "E":
+        what = "PostgreSQL escapes on this database"
+    else:
+        what = "text in another character set" if prefix.startswith("_") else "national text"
+    return _PREFIXED.format(prefix=prefix, what=what)
+
+
+def _decode_mysql(text: str, quote: str) -> str:
+    """Decode a MySQL literal's text: backslash escapes and the doubled quote."""
+    out: list[str] = []
+    at = 0
+    end = len(text)
+    while at < end:
+        char = text[at]
+        if char == "\\":
+            escaped = text[at + 1]
+            out.append(_MYSQL_ESCAPES.get(escaped, escaped))
             at += 2
         else:
-            return at
+            # A quote inside the literal's text is always doubled.
+            out.append(char)
+            at += 2 if char == quote else 1
+    return "".join(out)
+
+
+def _decode_postgresql(text: str) -> str:
+    """Decode an E'...' string's text (octal and hex escapes are bytes of UTF-8)."""
+    out = bytearray()
+    at = 0
+    end = len(text)
+    while at < end:
+        char = text[at]
+        if char != "\\":
+            out += char.encode("utf-8", "surrogatepass")
+            at += 2 if char == "'" else 1
+            continue
+        escaped = text[at + 1]
+        at += 2
+        if escaped in _POSTGRESQL_ESCAPES:
+            out += _POSTGRESQL_ESCAPES[escaped].encode()
+        elif (octal := _OCTAL_RE.match(text, at - 1)) is not None:
+            out.append(int(octal.group(), 8) & 0xFF)
+            at = octal.end()
+        elif escaped == "x" and (hexa := _HEX_RE.match(text, at)) is not None:
+            out.append(int(hexa.group(), 16))
+            at = hexa.end()
+        elif escaped in _UNICODE_RE:
+            code = _UNICODE_RE[escaped].match(text, at)
+            if code is None or not 0 < int(code.group(), 16) <= 0x10FFFF:
+                digits = 4 if escaped == "u" else 8
+                raise TemplateError(
+                    f"invalid Unicode escape \\{escaped} in a string literal: "
+                    f"write \\{escaped} and {digits} hexadecimal digits"
+                )
+            out += chr(int(code.group(), 16)).encode("utf-8", "surrogatepass")
+            at = code.end()
+        else:
+            out += escaped.encode("utf-8", "surrogatepass")
+    try:
+        decoded = out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TemplateError(
+            "the escapes of a string literal do not make valid UTF-8 text"
+        ) from None
+    if "\0" in decoded:
+        raise TemplateError("a string literal cannot hold a NUL character on PostgreSQL")
+    return decoded
+
+
+def _closing_quote(text: str, start: int, quote: str, *, escapes: bool) -> int:
+    """Return the index of the quote closing the one at start, or -1.
+
+    A doubled quote stands for one; where the literal has escapes, a backslash
+    takes the character after it.
+    """
+    at = start + 1
+    if not escapes:
+        while (at := text.find(quote, at)) >= 0:
+            if text.startswith(quote, at + 1):
+                at += 2
+            else:
+                return at
+        return -1
+    end = len(text)
+    while at < end:
+        char = text[at]
+        if char == "\\":
+            at += 2
+        elif char == quote:
+            if text.startswith(quote, at + 1):
+                at += 2
+            else:
+                return at
+        else:
+            at += 1
     return -1
 
 
-def compile_query(text: str) -> BoundQuery:
-    """Turn a Postfix query into SQL whose expansions are binds; raise TemplateError if unsafe."""
+def compile_query(text: str, dialect: QueryDialect | None = None) -> BoundQuery:
+    """Turn a Postfix query into SQL whose expansions are binds; raise TemplateError if unsafe.
+
+    The query is read as dialect reads it (string literals, their escapes and
+    quoting); with no dialect, a backslash inside a literal is refused.
+    """
     if not text.strip():
         raise TemplateError(
             f"the query is empty: write a SELECT that uses the key, e.g. {_EXAMPLE}"
         )
-    bound = _QueryCompiler(text).run()
+    bound = _QueryCompiler(text, dialect).run()
     stripped = text.lstrip()
     first = _WORD_RE.match(stripped)
     first_word = first.group() if first else stripped[:1]

@@ -23,6 +23,7 @@ from sockmapd.config.base import Model, reject_duplicates, resolve_path
 from sockmapd.config.expansions import (
     RESULT_CODES,
     SEARCH_CODES,
+    QueryDialect,
     TemplateError,
     compile_query,
     parse_template,
@@ -40,6 +41,11 @@ _TABLE_RE = re.compile(rf"{_IDENTIFIER}(?:\.{_IDENTIFIER})?")
 # report an undefined database at its own path (maps.<name>.database) in the
 # same pass as every other error. None outside Config validation.
 defined_databases: ContextVar[frozenset[str] | None] = ContextVar("defined_databases", default=None)
+# The dialect of each valid database of that Config, so that a map's query is read
+# as its database reads it. None outside Config validation.
+database_dialects: ContextVar[dict[str, QueryDialect] | None] = ContextVar(
+    "database_dialects", default=None
+)
 
 
 def _check_identifier(value: str, pattern: re.Pattern[str]) -> str:
@@ -259,13 +265,14 @@ class MapConfig(Model):
 
     @field_validator("query")
     @classmethod
-    def _query_template(cls, value: str | None) -> str | None:
+    def _query_template(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
         if "table" in _given_map_fields.get():
             raise ValueError("give either query, or table and key, not both")
+        dialect = (database_dialects.get() or {}).get(info.data.get("database", ""))
         try:
-            compile_query(value)
+            compile_query(value, dialect)
         except TemplateError as exc:
             raise ValueError(str(exc)) from None
         return value

@@ -17,7 +17,7 @@ from pydantic import (
 from sockmapd.config.base import Model
 from sockmapd.config.databases import DatabaseConfig
 from sockmapd.config.log import LogConfig
-from sockmapd.config.maps import MapConfig, defined_databases
+from sockmapd.config.maps import MapConfig, database_dialects, defined_databases
 from sockmapd.config.server import MetricsConfig, ServerConfig
 
 _DATABASE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -72,6 +72,18 @@ class Config(Model):
             return handler(data)
         finally:
             defined_databases.reset(token)
+
+    @field_validator("maps", mode="wrap")
+    @classmethod
+    def _maps_know_their_dialects(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        databases: dict[str, DatabaseConfig] = info.data.get("databases") or {}
+        token = database_dialects.set({name: db.dialect for name, db in databases.items()})
+        try:
+            return handler(value)
+        finally:
+            database_dialects.reset(token)
 
     @field_validator("metrics")
     @classmethod

@@ -286,9 +286,13 @@ DESCRIPTIONS: dict[str, str] = {
         "Query form: one `SELECT` (or `WITH … SELECT`) with Postfix `%` expansions: `%s` "
         "the key, `%u` its local part, `%d` its domain, `%1`–`%9` domain labels from the "
         "right, `%S` `%U` `%D` the same, `%%` a literal `%`. Write `'%s'` in quotes as in "
-        "Postfix; every expansion becomes a bound parameter, never text in the SQL. It is "
-        "checked when the configuration is loaded: a query that could write, holds several "
-        "statements or comments, or uses no expansion is refused with the reason."
+        "Postfix; every expansion becomes a bound parameter, never text in the SQL. A string "
+        "literal that holds expansions (`'@%d'`, `'%u@%d'`, `LIKE '%%%s'`) is one bound "
+        "parameter: its text with the expansions filled in. The query is read as its "
+        "database reads it: backslash escapes in MySQL strings and PostgreSQL `E'…'` "
+        "strings, none in PostgreSQL's standard strings and in SQLite. It is checked when "
+        "the configuration is loaded: a query that could write, holds several statements or "
+        "comments, or uses no expansion is refused with the reason."
     ),
     "maps.result_format": (
         "Template applied to every result value: `%s` the value, `%u` its local part, `%d` "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sockmapd.config.expansions import BIND_PREFIX, Expansion, Template, Text
+from sockmapd.config.expansions import Expansion, Parameter, Template, Text
 
 # Every cost below is linear in the key (or result value) length, times the few
 # recipient_delimiter characters for strip_extension; the socketmap layer bounds the
@@ -14,7 +14,6 @@ from sockmapd.config.expansions import BIND_PREFIX, Expansion, Template, Text
 _DIGITS = "123456789"
 _KEY_CODES = "sudSUD" + _DIGITS
 _SEARCH_KEY_CODES = _KEY_CODES + "b"
-_BIND_NAMES = {code: BIND_PREFIX + code for code in "sud" + _DIGITS}
 
 # Local parts Postfix never splits (split_addr.c): postmaster, MAILER-DAEMON and the
 # default double_bounce_sender, compared whole and case-insensitively.
@@ -200,17 +199,19 @@ class Expander:
         return "".join(out)
 
 
-def query_params(codes: tuple[str, ...], parts: KeyParts) -> dict[str, str] | None:
-    """Return the bind values {"x_s": ...} of a BoundQuery, or None when the query is suppressed."""
+def query_params(parameters: tuple[Parameter, ...], parts: KeyParts) -> dict[str, str] | None:
+    """Return the bind values {"x_s": ...} of a query, or None when the query is suppressed."""
     # Postfix ignores an empty key ("empty query string -- ignored") whatever the template.
     if not parts.key:
         return None
     params: dict[str, str] = {}
-    for code in codes:
-        value = parts.value(code)
+    for parameter in parameters:
+        value = parameter.fill(parts.value)
         if value is None:
+            # An expansion the key cannot fill (%d of an unqualified key, ...):
+            # Postfix suppresses the whole query.
             return None
-        params[_BIND_NAMES[code]] = value
+        params[parameter.name] = value
     return params
 
 

@@ -23,7 +23,7 @@ from sockmapd.lookup.answers import format_rows
 from sockmapd.lookup.failures import FailureLog
 from sockmapd.lookup.keys import KeyParts, ResultFormatter, query_params
 from sockmapd.lookup.recorder import NO_RECORDER, ErrorRecorder
-from sockmapd.lookup.statements import KEY_PARAM, build_statement
+from sockmapd.lookup.statements import KEY_PARAM, KEY_PARAMETER, build_statement
 from sockmapd.protocol import NOTFOUND_REPLY, Reply
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,12 @@ class MapQuery:
     """The statement of one map and how its rows become a reply."""
 
     __slots__ = (
-        "_codes",
         "_errors",
         "_expansion_limit",
         "_first_column_only",
         "_formatter",
+        "_key_only",
+        "_parameters",
         "_pool",
         "_prepared",
         "_query_timeout",
@@ -66,14 +67,17 @@ class MapQuery:
         self._errors = NO_RECORDER if errors is None else errors
         self.statement: Executable
         if config.query is not None:
-            bound = compile_query(config.query)
-            self._codes = bound.codes
+            bound = compile_query(config.query, database.dialect)
+            self._parameters = bound.parameters
+            # Every parameter is text, so that PostgreSQL can type it anywhere
+            # (CONCAT($1, ...) cannot be typed from the query alone).
             self.statement = text(bound.sql).bindparams(
-                *(bindparam(f"x_{code}", type_=String()) for code in bound.codes)
+                *(bindparam(parameter.name, type_=String()) for parameter in bound.parameters)
             )
         else:
-            self._codes = ("s",)
+            self._parameters = (KEY_PARAMETER,)
             self.statement = build_statement(config)
+        self._key_only = self._parameters == (KEY_PARAMETER,)
         # Lookups send the SQL compiled here for the database's dialect straight
         # to the driver; the key stays a bound parameter.
         self._pool = pool
@@ -101,10 +105,10 @@ class MapQuery:
         if not parts.key:
             # Postfix never queries an empty key ("empty query string -- ignored").
             return NOTFOUND_REPLY
-        if self._codes == ("s",):
+        if self._key_only:
             params = {KEY_PARAM: parts.key}
         else:
-            found = query_params(self._codes, parts)
+            found = query_params(self._parameters, parts)
             if found is None:
                 # An expansion the key cannot fill (%d of an unqualified key, ...):
                 # Postfix suppresses the query and the key is not found.

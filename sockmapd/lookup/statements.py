@@ -9,9 +9,12 @@ from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnClause, quoted_name
 
 from sockmapd.config import MapConfig
+from sockmapd.config.expansions import BIND_PREFIX, Expansion, Parameter
 
 # The same bind name a query template uses for %s, so both forms share one path.
-KEY_PARAM = "x_s"
+KEY_PARAM = BIND_PREFIX + "s"
+# The one parameter of a table/key map, and of a query that only compares '%s'.
+KEY_PARAMETER = Parameter(KEY_PARAM, (Expansion("s"),))
 
 
 def _ident(name: str) -> quoted_name:

@@ -43,7 +43,12 @@ MAPS = [
     "legacy",
     "columns",
     "labels",
+    "literals",
+    "joined",
+    "like",
 ]
+# Maps whose queries use one database's own literal syntax (backslash escapes).
+BACKEND_MAPS = {"mariadb": ["escapes_mysql"], "postgresql": ["escapes_pgsql"], "sqlite": []}
 POSTFIX_TYPE = {"mariadb": "mysql", "postgresql": "pgsql", "sqlite": "sqlite"}
 WORKERS = 8
 
@@ -245,13 +250,17 @@ def _connection_lines(db: Database) -> str:
 def _write_cf_files(db: Database, directory: Path) -> dict[str, Path]:
     connection = _connection_lines(db)
     files: dict[str, Path] = {}
-    for name in MAPS:
+    for name in _maps(db.name):
         body = (CF_DIR / f"{name}.cf").read_text()
         body = body.replace("@DOMAIN_FILE@", str(CF_DIR / "domains.txt"))
         path = directory / f"{name}.cf"
         path.write_text(connection + body)
         files[name] = path
     return files
+
+
+def _maps(backend: str) -> list[str]:
+    return MAPS + BACKEND_MAPS[backend]
 
 
 def _import(postfix_type: str, files: dict[str, Path]) -> subprocess.CompletedProcess[str]:
@@ -371,7 +380,8 @@ def _show(outcome: Outcome) -> str:
 def test_postfix_and_sockmapd_answer_alike(parity: Parity) -> None:
     differences: list[str] = []
     lookups = 0
-    for map_name in MAPS:
+    maps = _maps(parity.backend)
+    for map_name in maps:
         postfix = _lookups(parity.postmap, _direct(parity, map_name), parity.keys)
         sockmapd = _lookups(parity.postmap, _through_sockmapd(parity, map_name), parity.keys)
         for key in parity.keys:
@@ -382,7 +392,7 @@ def test_postfix_and_sockmapd_answer_alike(parity: Parity) -> None:
                     f"    sockmapd: {_show(sockmapd[key])}"
                 )
     print(
-        f"\nparity {parity.backend}: {len(parity.keys)} keys, {len(MAPS)} maps, "
+        f"\nparity {parity.backend}: {len(parity.keys)} keys, {len(maps)} maps, "
         f"{lookups} lookups, {len(differences)} differences"
     )
     assert not differences, "\n".join(differences)
@@ -401,12 +411,25 @@ def test_the_keys_reach_every_kind_of_postfix_answer(parity: Parity) -> None:
     assert limited.failed, limited
     transport = _one(parity.postmap, _direct(parity, "transport"), "example.org")
     assert transport.stdout == "smtp:[mx.example.org],smtp:[mx2.example.org]\n"
+    # Literals holding expansions: the catch-all '@%d', '%u@%d' and LIKE '%%%s'.
+    literals = _lookups(parity.postmap, _direct(parity, "literals"), parity.keys)
+    assert literals["nobody@example.com"] == Outcome(0, "catchall@mail.example\n", False)
+    assert literals["alice@example.com"] == Outcome(
+        0, "alice@mail.example,catchall@mail.example\n", False
+    )
+    joined = _one(parity.postmap, _direct(parity, "joined"), "bob@example.com")
+    assert joined == Outcome(0, "bob@mail.example\n", False)
+    like = _one(parity.postmap, _direct(parity, "like"), "lice@example.com")
+    assert like == Outcome(0, "alice@mail.example\n", False)
+    for name in BACKEND_MAPS[parity.backend]:
+        escapes = _one(parity.postmap, _direct(parity, name), "alice@example.com")
+        assert escapes == Outcome(0, "alice@mail\\example\n", False), name
 
 
 def test_import_lowercases_keys_and_carries_the_options(parity: Parity) -> None:
     maps = parity.imported["maps"]
     assert isinstance(maps, dict)
-    assert sorted(maps) == sorted(MAPS)
+    assert sorted(maps) == sorted(_maps(parity.backend))
     for name, spec in maps.items():
         assert spec["key_transform"] == ["lowercase"], name
     assert maps["transport"]["result_format"] == "smtp:[%s]"

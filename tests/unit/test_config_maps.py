@@ -573,3 +573,44 @@ def test_relative_domain_file_survives_without_base_dir(
     config = Config.model_validate(query_map(domain=["file:domains"]))
     assert config.maps["m"].domain == ["file:domains"]
     assert parse_config(to_toml(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("url", "query", "problem"),
+    [
+        # One query, read as each database reads it: a backslash escapes on MySQL only.
+        ("mysql+asyncmy://u@db/mail", r"SELECT a FROM t WHERE k = '%s' AND n <> 'it\'s'", None),
+        (
+            "postgresql+asyncpg://u@db/mail",
+            r"SELECT a FROM t WHERE k = '%s' AND n <> 'it\'s'",
+            "unterminated string literal",
+        ),
+        ("postgresql+asyncpg://u@db/mail", r"SELECT a FROM t WHERE k = '%s' AND n ~ '\.'", None),
+        ("sqlite+aiosqlite:////tmp/x.sqlite3", r"SELECT a FROM t WHERE k = '\%s'", None),
+        (
+            "mysql+asyncmy://u@db/mail",
+            r"SELECT a FROM t WHERE k = '\%s'",
+            "a backslash right before an expansion",
+        ),
+    ],
+)
+def test_a_query_is_read_in_its_database_dialect(url: str, query: str, problem: str | None) -> None:
+    data = {
+        "databases": {"mail": {"url": url}},
+        "maps": {"m": {"database": "mail", "query": query}},
+    }
+    if problem is None:
+        assert load(data).query == query
+    else:
+        path, message = only_problem(data)
+        assert path == "maps.m.query"
+        assert problem in message
+
+
+def test_a_query_of_a_map_without_a_valid_database_refuses_backslashes_in_literals() -> None:
+    data = {
+        "databases": {"mail": {"url": "nosuch://x"}},
+        "maps": {"m": {"database": "mail", "query": r"SELECT a FROM t WHERE k = '%s\n'"}},
+    }
+    found = problems(data)
+    assert "give the map a database" in found["maps.m.query"]

@@ -11,6 +11,8 @@ from sockmapd.config.expansions import (
     RESULT_CODES,
     SEARCH_CODES,
     Expansion,
+    Parameter,
+    Template,
     Text,
     parse_template,
 )
@@ -340,7 +342,37 @@ def test_expander_plain_key_is_the_key(key: str) -> None:
     ],
 )
 def test_query_params(codes: tuple[str, ...], key: str, expected: dict[str, str] | None) -> None:
-    assert query_params(codes, KeyParts.of(key)) == expected
+    parameters = tuple(Parameter(f"x_{code}", (Expansion(code),)) for code in codes)
+    assert query_params(parameters, KeyParts.of(key)) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "key", "expected"),
+    [
+        ((Text("@"), Expansion("d")), "user@example.com", "@example.com"),
+        ((Expansion("u"), Text("@")), "user@example.com", "user@"),
+        ((Text("%"), Expansion("s")), "a_b%c@example.com", "%a_b%c@example.com"),
+        ((Expansion("u"), Text("@"), Expansion("d")), "user+x@example.com", "user+x@example.com"),
+        ((Text("it's "), Expansion("s"), Text("\n")), "o'k", "it's o'k\n"),
+        ((Text("@"), Expansion("d")), "user", None),
+        ((Expansion("u"), Text("@")), "@example.com", None),
+        ((Text("x."), Expansion("2")), "user@mail.example.com", "x.example"),
+    ],
+)
+def test_query_params_fill_literals(template: Template, key: str, expected: str | None) -> None:
+    """A literal holding expansions is one value: its text with the key's parts filled in."""
+    parameters = (Parameter("x_l1", template),)
+    found = query_params(parameters, KeyParts.of(key))
+    assert found == (None if expected is None else {"x_l1": expected})
+
+
+def test_query_params_suppressed_by_any_parameter() -> None:
+    parameters = (
+        Parameter("x_s", (Expansion("s"),)),
+        Parameter("x_l1", (Text("@"), Expansion("d"))),
+    )
+    assert query_params(parameters, KeyParts.of("user")) is None
+    assert query_params(parameters, KeyParts.of("u@d")) == {"x_s": "u@d", "x_l1": "@d"}
 
 
 # ResultFormatter
