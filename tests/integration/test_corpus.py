@@ -155,9 +155,7 @@ def _import(kind: str, files: dict[str, Path]) -> subprocess.CompletedProcess[st
     names = [arg for name in files for arg in ("--name", name)]
     sources = [f"{kind}:{path}" for path in files.values()]
     command = [sys.executable, "-m", "sockmapd", "config", "import-postfix", "--show-secrets"]
-    return subprocess.run(
-        [*command, *names, *sources], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([*command, *names, *sources], capture_output=True, text=True, timeout=120)
 
 
 def import_maps(corpus: Corpus, kind: str) -> None:
@@ -333,7 +331,8 @@ def test_published_map_answers_as_in_postfix(
     ]
     if differences:
         pytest.fail(
-            f"{item.name}: {len(differences)} of {len(keys)} keys differ:\n" + "\n".join(differences),
+            f"{item.name}: {len(differences)} of {len(keys)} keys differ:\n"
+            + "\n".join(differences),
             pytrace=False,
         )
     # The comparison is only as good as the data: Postfix itself must find some keys and

@@ -627,9 +627,18 @@ def test_command_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
-        ("SELECT goto FROM alias WHERE address = '%s';", "SELECT goto FROM alias WHERE address = '%s'"),
-        ("SELECT goto FROM alias WHERE address = '%s' ;", "SELECT goto FROM alias WHERE address = '%s'"),
-        ("SELECT goto FROM alias WHERE address = '%s;'", "SELECT goto FROM alias WHERE address = '%s;'"),
+        (
+            "SELECT goto FROM alias WHERE address = '%s';",
+            "SELECT goto FROM alias WHERE address = '%s'",
+        ),
+        (
+            "SELECT goto FROM alias WHERE address = '%s' ;",
+            "SELECT goto FROM alias WHERE address = '%s'",
+        ),
+        (
+            "SELECT goto FROM alias WHERE address = '%s;'",
+            "SELECT goto FROM alias WHERE address = '%s;'",
+        ),
     ],
 )
 def test_one_final_semicolon_is_dropped(query: str, expected: str) -> None:
