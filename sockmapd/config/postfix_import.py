@@ -464,7 +464,7 @@ def _query(parameters: dict[str, str], result: _Converted) -> str | None:
         for name in (*_SELECT_FUNCTION, *_LEGACY_QUERY):
             if name in parameters and name in PARAMETERS[result.table_type]:
                 result.drop(name, "ignored, as by Postfix, because query is set")
-        return parameters["query"]
+        return _without_final_semicolon(parameters["query"])
     if result.table_type == "pgsql" and parameters.get("select_function"):
         for name in legacy:
             result.drop(name, "ignored, as by Postfix, because select_function is set")
@@ -485,6 +485,16 @@ def _query(parameters: dict[str, str], result: _Converted) -> str | None:
     else:
         result.problems.append("query: required (or the legacy select_field, table, where_field)")
     return None
+
+
+def _without_final_semicolon(query: str) -> str:
+    """Drop one ';' that ends the query: Postfix sends it, and MySQL and PostgreSQL accept it.
+
+    Published maps (mailcow, ISPConfig) end their queries so; sockmapd takes one statement
+    written without it. Anything else after the statement is left for the query check.
+    """
+    text = query.rstrip()
+    return text[:-1].rstrip() if text.endswith(";") else query
 
 
 def _domains(text: str, result: _Converted) -> list[str]:

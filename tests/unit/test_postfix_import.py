@@ -769,3 +769,33 @@ def test_command_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["config", "import-postfix"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "SELECT goto FROM alias WHERE address = '%s';",
+            "SELECT goto FROM alias WHERE address = '%s'",
+        ),
+        (
+            "SELECT goto FROM alias WHERE address = '%s' ;",
+            "SELECT goto FROM alias WHERE address = '%s'",
+        ),
+        (
+            "SELECT goto FROM alias WHERE address = '%s;'",
+            "SELECT goto FROM alias WHERE address = '%s;'",
+        ),
+    ],
+)
+def test_one_final_semicolon_is_dropped(query: str, expected: str) -> None:
+    # Postfix sends the query as written, and MySQL and PostgreSQL accept one final ';'.
+    result = run(f"hosts = db\nquery = {query}\n")
+    assert result.dropped == ()
+    assert result.config.maps["t0"].query == expected
+
+
+def test_a_semicolon_between_statements_is_still_refused() -> None:
+    text = "hosts = db\nquery = SELECT 1 FROM alias WHERE address = '%s'; SELECT 2;\n"
+    [problem] = failure(text)
+    assert "';' is not allowed" in problem
