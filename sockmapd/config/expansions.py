@@ -521,7 +521,8 @@ def compile_query(text: str, dialect: QueryDialect | None = None) -> BoundQuery:
             f"the query is empty: write a SELECT that uses the key, e.g. {_EXAMPLE}"
         )
     bound = _QueryCompiler(text, dialect).run()
-    stripped = text.lstrip()
+    # A UNION of parenthesised SELECTs, "(SELECT ...) UNION (SELECT ...)", starts with '('.
+    stripped = text.lstrip().lstrip("(").lstrip()
     first = _WORD_RE.match(stripped)
     first_word = first.group() if first else stripped[:1]
     if first_word.upper() not in ("SELECT", "WITH") or not first_word.isascii():

@@ -241,6 +241,11 @@ def test_parse_template_round_trip(pieces: list[str]) -> None:
             ("s",),
         ),
         (
+            "(SELECT a FROM t WHERE k = '%s') UNION ( SELECT b FROM u WHERE d = '%d')",
+            "(SELECT a FROM t WHERE k = :x_s) UNION ( SELECT b FROM u WHERE d = :x_d)",
+            ("s", "d"),
+        ),
+        (
             "SELECT a FROM t WHERE k=('%s') AND m=(%d)",
             "SELECT a FROM t WHERE k=(:x_s) AND m=(:x_d)",
             ("s", "d"),
@@ -468,7 +473,8 @@ def test_percent_survives_every_driver() -> None:
         ("", "the query is empty"),
         (" \n\t", "the query is empty"),
         ("SHOW TABLES", "must be one SELECT (or WITH ... SELECT) statement"),
-        ("(SELECT a FROM t WHERE k = '%s')", "must be one SELECT"),
+        ("(DELETE FROM t WHERE k = '%s')", "DELETE is not allowed"),
+        ("((VALUES ('%s')))", "must be one SELECT"),
         ("SELECTa FROM t WHERE k = '%s'", "must be one SELECT"),
         ("VALUES ('%s')", "must be one SELECT"),
         ("TABLE t", "must be one SELECT"),
