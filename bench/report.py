@@ -528,6 +528,38 @@ def workers_section(results: Results) -> list[str]:
     return [*lines, ""]
 
 
+def spread_section(results: Results) -> list[str]:
+    """How evenly two workers share short and long connections."""
+    spread = results.get("worker_spread")
+    if not spread:
+        return []
+    lines = [
+        "### Connections per worker",
+        "",
+        "Two workers, each accepting on its own `SO_REUSEPORT` socket; which worker "
+        "accepted each connection is read from /proc. Goal: the busiest worker serves at "
+        "most 1.5 times the quietest.",
+        "",
+    ]
+    if "error" in spread:
+        return [*lines, f"Not measured: {spread['error']}", ""]
+    lines += [
+        "| connections | per worker | busiest / quietest | goal |",
+        "|---|---|---:|---|",
+    ]
+    for label, what in (("short", "short (one request each)"), ("long", "long (held open)")):
+        entry = spread.get(label)
+        if not entry:
+            continue
+        skew = entry["busiest_to_quietest"]
+        ok = None if skew is None else skew <= 1.5
+        lines.append(
+            f"| {entry['connections']} {what} | {', '.join(map(str, entry['per_worker']))} | "
+            f"{fmt(skew)} | {verdict(ok)} |"
+        )
+    return [*lines, ""]
+
+
 def profile_section(results: Results) -> list[str]:
     """Where the time goes, from the py-spy samples."""
     prof = results.get("profile")
@@ -629,6 +661,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     scenario_tables,
     logging_section,
     workers_section,
+    spread_section,
     memory_section,
     profile_section,
     generator_section,
