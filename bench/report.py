@@ -514,7 +514,12 @@ def workers_section(results: Results) -> list[str]:
         "| scenario | workers | req/s | against 1 worker | p99 ms | server CPU |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for base, label in (("sockmapd-hits", "cache hits"), ("sockmapd-sqlite", "cache off, SQLite")):
+    for base, label in (
+        ("sockmapd-hits", "cache hits"),
+        ("sockmapd-sqlite", "cache off, SQLite"),
+        ("sockmapd-mariadb", "cache off, MariaDB"),
+        ("sockmapd-postgresql", "cache off, PostgreSQL"),
+    ):
         one = points(results, base).get(ref)
         rows = [(1, one)] + [(w, points(results, f"{base}-workers{w}").get(ref)) for w in several]
         for workers, point in rows:

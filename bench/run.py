@@ -523,7 +523,10 @@ class Bench:
                     partial(self.ceiling, backend),
                     db_connections=counter,
                 )
-            self.measure_workers(sqlite, cache if refused is None else None)
+            self.measure_workers(
+                [b for b in (sqlite, servers.get("mariadb"), servers.get("postgresql")) if b],
+                cache if refused is None else None,
+            )
             self.measure(
                 "sockmapd-sqlite-info",
                 "sockmapd, cache off, sqlite, log level info (one line per request)",
@@ -547,8 +550,10 @@ class Bench:
         self.results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.results["load_average_at_end"] = os.getloadavg()[0]
 
-    def measure_workers(self, sqlite: Backend, cache: Mapping[str, float] | None) -> None:
-        """Cache hits and SQLite with the cache off, with each --workers count above 1.
+    def measure_workers(
+        self, backends: Sequence[Backend], cache: Mapping[str, float] | None
+    ) -> None:
+        """Cache hits and each database with the cache off, with each --workers count above 1.
 
         Only at the reference connection count: the point is the scaling with cores,
         compared with the one-process scenarios measured at the same count.
@@ -560,6 +565,7 @@ class Bench:
             else max(measured)
         ]
         for workers in (w for w in self.opts.workers if w > 1):
+            sqlite = backends[0]
             if cache is not None:
                 every_key = [found_key(i) for i in range(1000)] + [
                     missing_key(i) for i in range(1000)
@@ -572,15 +578,16 @@ class Bench:
                     prewarm=every_key,
                     connections=at,
                 )
-            name = f"sockmapd-sqlite-workers{workers}"
-            self.measure(
-                name,
-                f"sockmapd, cache off, sqlite, {workers} worker processes",
-                partial(self.sockmapd, name, sqlite.sockmapd_url, workers=workers),
-                # One answered request: the workers accept once the listener is bound.
-                prewarm=[found_key(1)],
-                connections=at,
-            )
+            for backend in backends:
+                name = f"sockmapd-{backend.name}-workers{workers}"
+                self.measure(
+                    name,
+                    f"sockmapd, cache off, {backend.name}, {workers} worker processes",
+                    partial(self.sockmapd, name, backend.sockmapd_url, workers=workers),
+                    # One answered request: the workers accept once the listener is bound.
+                    prewarm=[found_key(1)],
+                    connections=at,
+                )
 
     def worker_spread(self, sqlite: Backend) -> None:
         """How evenly two workers share SPREAD_SHORT short and SPREAD_LONG long connections.
