@@ -70,7 +70,8 @@ def _port(text: str) -> int:
     return port
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser (also read by the man page and completion generators)."""
     parser = argparse.ArgumentParser(
         prog="sockmapd",
         description="Answer Postfix and Sendmail socketmap lookups from SQL tables.",
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
+        metavar="FILE",
         help=f"config file, TOML or legacy JSON (default: {DEFAULT_CONFIG})",
     )
     parser.add_argument(
@@ -114,15 +116,23 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         dest="query_config",
         type=Path,
+        metavar="FILE",
         help="take the server address from this config's first listener",
     )
     target.add_argument(
         "-s",
         "--server",
+        metavar="ADDRESS",
         help="server address, tcp://HOST:PORT or unix:///path "
         f"(default: first listener of {DEFAULT_CONFIG} if it exists, else {DEFAULT_QUERY_ADDRESS})",
     )
-    query.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    query.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait (default: 10)",
+    )
     query.add_argument("map", metavar="MAP", help="map name")
     query.add_argument("keys", metavar="KEY", nargs="+", help="key to look up")
 
@@ -134,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the config as canonical TOML; passwords are masked "
         "unless --show-secrets is given.",
     )
-    convert.add_argument("file", type=Path, metavar="FILE")
+    convert.add_argument("file", type=Path, metavar="FILE", help="config file, TOML or legacy JSON")
     convert.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
@@ -174,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "query":
         return _query(args)
     if args.command == "config":
