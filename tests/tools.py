@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,23 @@ def require_tool(name: str, *, variable: str, package: str, path: str | None = N
     if os.environ.get(variable) == "1":
         pytest.fail(f"{reason}, and {variable}=1 requires it", pytrace=False)
     pytest.skip(reason)
+
+
+def run(
+    command: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run command with env added to this environment; return its exit status and output."""
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, "LC_ALL": "C.UTF-8", **(env or {})},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
