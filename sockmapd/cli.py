@@ -143,7 +143,8 @@ def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]],
     return tables, pending
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser (also read by the man page and completion generators)."""
     parser = argparse.ArgumentParser(
         prog="sockmapd",
         description="Answer Postfix and Sendmail socketmap lookups from SQL tables.",
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
+        metavar="FILE",
         help=f"config file, TOML or legacy JSON (default: {DEFAULT_CONFIG})",
     )
     parser.add_argument(
@@ -187,15 +189,23 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         dest="query_config",
         type=Path,
+        metavar="FILE",
         help="take the server address from this config's first listener",
     )
     target.add_argument(
         "-s",
         "--server",
+        metavar="ADDRESS",
         help="server address, tcp://HOST:PORT or unix:///path "
         f"(default: first listener of {DEFAULT_CONFIG} if it exists, else {DEFAULT_QUERY_ADDRESS})",
     )
-    query.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    query.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait (default: 10)",
+    )
     query.add_argument("map", metavar="MAP", help="map name")
     query.add_argument("keys", metavar="KEY", nargs="+", help="key to look up")
 
@@ -209,7 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the config as canonical TOML; passwords are masked "
         "unless --show-secrets is given.",
     )
-    convert.add_argument("file", type=Path, metavar="FILE")
+    convert.add_argument("file", type=Path, metavar="FILE", help="config file, TOML or legacy JSON")
     convert.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
@@ -250,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "query":
         return _query(args)
     if args.command == "config":
