@@ -102,7 +102,7 @@ async def _check_literal_reading(
             )
         if quoted and "ANSI_QUOTES" in modes:
             found.append(
-                f'sql_mode has ANSI_QUOTES, but the queries of {", ".join(quoted)} were read '
+                f"sql_mode has ANSI_QUOTES, but the queries of {', '.join(quoted)} were read "
                 'with "..." as strings (the server\'s default)'
             )
     elif db.dialect == "postgresql" and backslash:
