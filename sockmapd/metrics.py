@@ -197,6 +197,12 @@ class Metrics:
             registry=registry,
         )
         self._last_reload.set(clock())
+        self._reload_ok = Gauge(
+            "sockmapd_last_reload_successful",
+            "1 if the last reload applied (or there was none since the start), 0 if it failed.",
+            registry=registry,
+        )
+        self._reload_ok.set(1)
         Info("sockmapd_build", "sockmapd version.", registry=registry).info(
             {"version": __version__}
         )
@@ -275,6 +281,7 @@ class Metrics:
 
     def reloaded(self, ok: bool) -> None:
         """Count a reload; a successful one also sets the last reload time."""
+        self._reload_ok.set(1 if ok else 0)
         if ok:
             self._reloads_ok.inc()
             self._last_reload.set(self._clock())

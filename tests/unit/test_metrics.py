@@ -140,13 +140,16 @@ def test_reloads_are_counted_and_timed() -> None:
     now = [1000.0]
     metrics = Metrics(clock=lambda: now[0])
     assert value(metrics, "sockmapd_last_reload_success_timestamp_seconds") == 1000.0
+    assert value(metrics, "sockmapd_last_reload_successful") == 1
     now[0] = 2000.0
     metrics.reloaded(False)
     assert value(metrics, "sockmapd_reloads_total", result="failed") == 1
     assert value(metrics, "sockmapd_last_reload_success_timestamp_seconds") == 1000.0
+    assert value(metrics, "sockmapd_last_reload_successful") == 0
     metrics.reloaded(True)
     assert value(metrics, "sockmapd_reloads_total", result="ok") == 1
     assert value(metrics, "sockmapd_last_reload_success_timestamp_seconds") == 2000.0
+    assert value(metrics, "sockmapd_last_reload_successful") == 1
 
 
 def test_build_info_names_the_version() -> None:
