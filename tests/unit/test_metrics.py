@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import re
 from pathlib import Path
 from typing import Any, cast
 
@@ -400,3 +401,19 @@ def test_an_answered_lookup_is_timed_and_shows_the_database_up() -> None:
     count = value(metrics, "sockmapd_database_query_duration_seconds_count", database="db")
     assert count == 1
     assert metrics.database_up("db") == 1.0
+
+
+def test_every_sockmapd_metric_is_documented(tmp_path: Path) -> None:
+    metrics = Metrics()
+    router, engines = router_for(tmp_path, metrics)
+    metrics.serve(router)
+    metrics.watch(lambda: (router, engines))
+    metrics.database("main").answered(0.001)
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    documented = set(re.findall(r"^\| `(sockmapd_[a-z_]+)` \|", operations, re.MULTILINE))
+    exposed = set()
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        if family.name.startswith("sockmapd_"):
+            suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+            exposed.add(family.name + suffix)
+    assert exposed == documented
