@@ -2,8 +2,10 @@
 
 Recording a request costs two dict lookups and two prometheus_client calls: the
 counter and histogram children of every configured map are resolved when the maps
-are loaded, never per request. Pool and cache figures are not recorded at all:
-the collector reads them from the current maps and databases at scrape time.
+are loaded, never per request; a lookup query adds one histogram observation on
+the child of its database, resolved the same way. Pool and cache figures are not
+recorded at all: the collector reads them from the current maps and databases at
+scrape time.
 
 Label values never come from a client: a request for a map that is not configured,
 or a payload that is not a request, is counted under UNKNOWN_MAP, so a hostile
@@ -12,17 +14,26 @@ client cannot create series.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sockmapd import __version__
 from sockmapd.backends.errors import DatabaseError
+from sockmapd.backends.health import HealthReport
 from sockmapd.protocol import Status
 
 if TYPE_CHECKING:
@@ -57,17 +68,36 @@ DATABASE_ERROR_KINDS = ("timeout", "lost_connection", "unavailable", "pool_timeo
 StateSource = Callable[[], "tuple[Router, Databases]"]
 
 
-class DatabaseErrors:
-    """Counts the failed lookups of one database by kind (an ErrorRecorder)."""
+class DatabaseMetrics:
+    """The query times, failures and last known state of one database (a DatabaseRecorder).
 
-    __slots__ = ("_kinds",)
+    One per database name, shared by its maps and kept across reloads.
+    """
 
-    def __init__(self, counter: Counter, database: str) -> None:
-        self._kinds = {kind: counter.labels(database, kind) for kind in DATABASE_ERROR_KINDS}
+    __slots__ = ("_kinds", "_latency", "up")
 
-    def failed(self, error: DatabaseError) -> None:
-        """Count one failure under its kind."""
+    def __init__(self, errors: Counter, latency: Histogram, database: str) -> None:
+        self._kinds = {kind: errors.labels(database, kind) for kind in DATABASE_ERROR_KINDS}
+        self._latency = latency.labels(database)
+        # 1.0 if the database answered the last time it was asked (by a lookup or
+        # the health check), 0.0 if it did not, None while it was never asked.
+        self.up: float | None = None
+
+    def answered(self, seconds: float) -> None:
+        """Record one lookup query that the database answered."""
+        self._latency.observe(seconds)
+        self.up = 1.0
+
+    def failed(self, error: DatabaseError, seconds: float) -> None:
+        """Record one failed lookup query under its kind."""
         self._kinds[error.kind].inc()
+        self._latency.observe(seconds)
+        if error.answered is not None:
+            self.up = 1.0 if error.answered else 0.0
+
+    def probed(self, answered: bool) -> None:
+        """Record whether the database answered the health check."""
+        self.up = 1.0 if answered else 0.0
 
 
 class ListenerMetrics:
@@ -101,6 +131,10 @@ class Metrics:
     """Every metric of one daemon, in a registry of its own; counters outlive reloads."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        # A _created series per counter and histogram child doubles the exposition
+        # and tells nothing process_start_time_seconds does not. The switch is
+        # process-wide; the daemon has one registry.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         self._clock = clock
         registry = self.registry
@@ -141,6 +175,14 @@ class Metrics:
             ["database", "kind"],
             registry=registry,
         )
+        self._query_latency = Histogram(
+            "sockmapd_database_query_duration_seconds",
+            "Time of each lookup query, from asking the pool for a connection to the rows"
+            " or the failure, by database.",
+            ["database"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         reloads = Counter(
             "sockmapd_reloads",
             "Configuration reloads, by result.",
@@ -155,10 +197,20 @@ class Metrics:
             registry=registry,
         )
         self._last_reload.set(clock())
-        Info("sockmapd_build", "sockmapd version and Python version.", registry=registry).info(
-            {"version": __version__, "python": platform.python_version()}
+        self._reload_ok = Gauge(
+            "sockmapd_last_reload_successful",
+            "1 if the last reload applied (or there was none since the start), 0 if it failed.",
+            registry=registry,
         )
+        self._reload_ok.set(1)
+        Info("sockmapd_build", "sockmapd version.", registry=registry).info(
+            {"version": __version__}
+        )
+        # process_* (CPU, memory, file descriptors, start time) and python_info.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self._maps: dict[str, _MapRecorder] = {}
+        self._databases: dict[str, DatabaseMetrics] = {}
         self._unknown = _MapRecorder(self._requests, self._latency, UNKNOWN_MAP)
         self._protocol_kinds: dict[str, Counter] = {}
         # Cache hits and misses of maps whose caches were replaced by a reload: the
@@ -208,12 +260,28 @@ class Metrics:
         """Return the connection counters of the listener called name."""
         return ListenerMetrics(self._connections, self._active, name)
 
-    def database_errors(self, database: str) -> DatabaseErrors:
-        """Return the error counters of one database, to hand to its maps."""
-        return DatabaseErrors(self._database_errors, database)
+    def database(self, name: str) -> DatabaseMetrics:
+        """Return the recorder of the database called name, to hand to its maps."""
+        recorder = self._databases.get(name)
+        if recorder is None:
+            recorder = self._databases[name] = DatabaseMetrics(
+                self._database_errors, self._query_latency, name
+            )
+        return recorder
+
+    def probed(self, report: HealthReport) -> None:
+        """Record which databases answered a health check."""
+        for name, answered in report.answered.items():
+            self.database(name).probed(answered)
+
+    def database_up(self, name: str) -> float | None:
+        """Return 1.0 if name answered when last asked, 0.0 if not, None if never asked."""
+        recorder = self._databases.get(name)
+        return None if recorder is None else recorder.up
 
     def reloaded(self, ok: bool) -> None:
         """Count a reload; a successful one also sets the last reload time."""
+        self._reload_ok.set(1 if ok else 0)
         if ok:
             self._reloads_ok.inc()
             self._last_reload.set(self._clock())
@@ -238,7 +306,7 @@ class _StateCollector(Collector):
             return
         router, databases = state
         yield from _cache_families(self._metrics, router)
-        yield from _pool_families(databases)
+        yield from _pool_families(self._metrics, databases)
 
 
 def _cache_families(metrics: Metrics, router: Router) -> Iterator[Metric]:
@@ -261,7 +329,13 @@ def _cache_families(metrics: Metrics, router: Router) -> Iterator[Metric]:
     yield entries
 
 
-def _pool_families(databases: Databases) -> Iterator[Metric]:
+def _pool_families(metrics: Metrics, databases: Databases) -> Iterator[Metric]:
+    up = GaugeMetricFamily(
+        "sockmapd_database_up",
+        "1 if the database answered the last lookup or health check that asked it, else 0;"
+        " absent until one did.",
+        labels=["database"],
+    )
     in_use = GaugeMetricFamily(
         "sockmapd_pool_connections_in_use",
         "Database connections checked out of the pool now.",
@@ -275,11 +349,22 @@ def _pool_families(databases: Databases) -> Iterator[Metric]:
     size = GaugeMetricFamily(
         "sockmapd_pool_size", "The pool_size of each database.", labels=["database"]
     )
+    limit = GaugeMetricFamily(
+        "sockmapd_pool_max_connections",
+        "The most connections the pool of each database opens (pool_size + max_overflow).",
+        labels=["database"],
+    )
     for name, database in databases.items():
         pool = database.pool
         in_use.add_metric([name], pool.in_use)
         overflow.add_metric([name], pool.overflow)
         size.add_metric([name], pool.size)
+        limit.add_metric([name], pool.limit)
+        state = metrics.database_up(name)
+        if state is not None:
+            up.add_metric([name], state)
+    yield up
     yield in_use
     yield overflow
     yield size
+    yield limit

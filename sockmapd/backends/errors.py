@@ -3,7 +3,9 @@
 Each driver translates its own exceptions into this tree; the pool, the lookup,
 the health check and the metrics switch on the type and never look at a
 driver's exception or message text. ``kind`` is the metrics label
-(sockmapd_database_errors_total{kind}). None of these is an OSError or a
+(sockmapd_database_errors_total{kind}); ``answered`` says whether the database
+itself answered (True), did not (False), or was not asked (None), which is what
+sockmapd_database_up{database} shows. None of these is an OSError or a
 TimeoutError, so a generic ``except OSError`` or ``except TimeoutError``
 elsewhere can never mistake one for another.
 """
@@ -19,6 +21,7 @@ class DatabaseError(Exception):
     """
 
     kind = "query_error"
+    answered: bool | None = True
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -29,6 +32,7 @@ class QueryTimeout(DatabaseError):
     """The query ran past query_timeout; it was cancelled and only its connection replaced."""
 
     kind = "timeout"
+    answered = False
 
 
 class ConnectionLost(DatabaseError):
@@ -38,24 +42,28 @@ class ConnectionLost(DatabaseError):
     """
 
     kind = "lost_connection"
+    answered = False
 
 
 class DatabaseUnavailable(DatabaseError):
     """No host of the database accepted a new connection."""
 
     kind = "unavailable"
+    answered = False
 
 
 class PoolClosed(DatabaseError):
     """The pool was closed: the config it belonged to was replaced or the daemon stops."""
 
     kind = "unavailable"
+    answered = None
 
 
 class PoolExhausted(DatabaseError):
     """No pooled connection became free within the pool's wait limit."""
 
     kind = "pool_timeout"
+    answered = None
 
 
 class QueryFailed(DatabaseError):

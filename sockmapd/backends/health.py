@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sockmapd.backends.databases import Database, Databases
 from sockmapd.backends.errors import (
@@ -33,6 +33,9 @@ class HealthReport:
     """What each database answered: "ok" or why not."""
 
     databases: dict[str, str]
+    # Whether each database that was asked answered, even with an error (it is up);
+    # a database whose pool was too busy to be probed was not asked and is not here.
+    answered: dict[str, bool] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -71,8 +74,15 @@ class HealthCheck:
     async def _probe_all(self) -> HealthReport:
         databases = self._source()
         names = list(databases)
-        states = await asyncio.gather(*(probe(databases[name]) for name in names))
-        report = HealthReport(dict(zip(names, states, strict=True)))
+        results = await asyncio.gather(*(probe(databases[name]) for name in names))
+        report = HealthReport(
+            {name: state for name, (state, _) in zip(names, results, strict=True)},
+            {
+                name: answered
+                for name, (_, answered) in zip(names, results, strict=True)
+                if answered is not None
+            },
+        )
         self._log_changes(report)
         return report
 
@@ -88,21 +98,23 @@ class HealthCheck:
             self._logged[name] = state
 
 
-async def probe(database: Database) -> str:
+async def probe(database: Database) -> tuple[str, bool | None]:
     """Return "ok" if the database answers SELECT 1 on a lookup connection, else why not.
 
-    A pool whose every connection is busy, or that has lookups waiting, is not
-    healthy whatever the database would answer: the probe says so without
-    queueing behind the lookups.
+    With it, whether the database answered at all (a query error is an answer),
+    or None if it was not asked: a pool whose every connection is busy, or that
+    has lookups waiting, is not healthy whatever the database would answer, and
+    the probe says so without queueing behind the lookups.
     """
     pool = database.pool
     if pool.exhausted or pool.waiting:
         return (
             f"pool exhausted: {pool.in_use} of {pool.limit} connections in use, "
             f"{pool.waiting} lookups waiting"
-        )
+        ), None
     db = database.config
     limit = db.connect_timeout + db.query_timeout
+    answered: bool | None = False
     try:
         async with asyncio.timeout(limit):
             await _select_one(pool, db.query_timeout)
@@ -111,10 +123,10 @@ async def probe(database: Database) -> str:
     except DatabaseUnavailable as exc:
         reason = f"cannot connect: {_one_line(exc)}"
     except DatabaseError as exc:
-        reason = f"{exc.kind}: {_one_line(exc)}"
+        reason, answered = f"{exc.kind}: {_one_line(exc)}", exc.answered
     else:
-        return OK
-    return reason[:MAX_REASON]
+        return OK, True
+    return reason[:MAX_REASON], answered
 
 
 async def _select_one(pool: DriverPool, query_timeout: float) -> None:

@@ -14,7 +14,7 @@ from sockmapd.lookup.cache import ReplyCache
 from sockmapd.lookup.keys import KeyParts
 from sockmapd.lookup.policy import KeyPolicy
 from sockmapd.lookup.query import MapQuery
-from sockmapd.lookup.recorder import ErrorRecorder
+from sockmapd.lookup.recorder import DatabaseRecorder
 from sockmapd.lookup.single_flight import SingleFlight
 from sockmapd.protocol import NOTFOUND_FRAME, NOTFOUND_REPLY, Reply, Status, decode_frame
 
@@ -36,13 +36,13 @@ class MapLookup:
         database: DatabaseConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
-        errors: ErrorRecorder | None = None,
+        recorder: DatabaseRecorder | None = None,
         pool: DriverPool | None = None,
     ) -> None:
         self.name = name
         self.database = config.database
         self._policy = KeyPolicy(config)
-        self._query = MapQuery(name, config, engine, database, errors=errors, pool=pool)
+        self._query = MapQuery(name, config, engine, database, recorder=recorder, pool=pool)
         # None when both ttls are 0: the lookup then pays one attribute check.
         self._cache = (
             ReplyCache(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import cast
 
 from sqlalchemy import String, bindparam, text
@@ -22,7 +23,7 @@ from sockmapd.config.expansions import RESULT_CODES, compile_query, parse_templa
 from sockmapd.lookup.answers import format_rows
 from sockmapd.lookup.failures import FailureLog
 from sockmapd.lookup.keys import KeyParts, ResultFormatter, query_params
-from sockmapd.lookup.recorder import NO_RECORDER, ErrorRecorder
+from sockmapd.lookup.recorder import NO_RECORDER, DatabaseRecorder
 from sockmapd.lookup.statements import KEY_PARAM, KEY_PARAMETER, build_statement
 from sockmapd.protocol import NOTFOUND_REPLY, Reply
 
@@ -35,7 +36,6 @@ class MapQuery:
     """The statement of one map and how its rows become a reply."""
 
     __slots__ = (
-        "_errors",
         "_expansion_limit",
         "_first_column_only",
         "_formatter",
@@ -45,6 +45,7 @@ class MapQuery:
         "_prepared",
         "_query_timeout",
         "_reason_column",
+        "_recorder",
         "database",
         "name",
         "statement",
@@ -59,12 +60,12 @@ class MapQuery:
         engine: AsyncEngine,
         database: DatabaseConfig,
         *,
-        errors: ErrorRecorder | None = None,
+        recorder: DatabaseRecorder | None = None,
         pool: DriverPool | None = None,
     ) -> None:
         self.name = name
         self.database = config.database
-        self._errors = NO_RECORDER if errors is None else errors
+        self._recorder = NO_RECORDER if recorder is None else recorder
         self.statement: Executable
         if config.query is not None:
             bound = compile_query(config.query, database.dialect)
@@ -121,13 +122,14 @@ class MapQuery:
     async def _attempt(self, params: dict[str, str], parts: KeyParts, *, may_retry: bool) -> Reply:
         pool = self._pool
         prepared = self._prepared
+        began = perf_counter()
         try:
             if pool is None or prepared is None:
                 # Only a map built without a database (a test double) gets here.
                 raise DatabaseUnavailable(f"database {self.database}: no connection pool")
             rows = await pool.fetch(prepared.sql, prepared.arguments(params), self._query_timeout)
         except DatabaseError as exc:
-            self._errors.failed(exc)
+            self._recorder.failed(exc, perf_counter() - began)
             if isinstance(exc, QueryTimeout):
                 self._log(exc.kind, ": query exceeded query_timeout=%gs", self._query_timeout)
                 return self.timed_out
@@ -141,6 +143,7 @@ class MapQuery:
                 return self.unavailable
             self._log(exc.kind, " failed: %s", exc)
             return self.unavailable
+        self._recorder.answered(perf_counter() - began)
         return format_rows(
             rows,
             reason_column=self._reason_column,

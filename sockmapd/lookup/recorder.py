@@ -1,4 +1,4 @@
-"""What a map reports about its database's failures; sockmapd.metrics implements it.
+"""What a map reports about its database's queries; sockmapd.metrics implements it.
 
 Defined here, on the lookup side, so that the lookup layer does not import the
 metrics module: metrics reads the lookup layer, never the other way round.
@@ -11,18 +11,24 @@ from typing import Protocol
 from sockmapd.backends.errors import DatabaseError
 
 
-class ErrorRecorder(Protocol):
-    """Counts the failed lookups of one database."""
+class DatabaseRecorder(Protocol):
+    """Records the lookup queries of one database: how long each took and how it ended."""
 
-    def failed(self, error: DatabaseError) -> None:
-        """Count one failure; error.kind says which kind."""
+    def answered(self, seconds: float) -> None:
+        """Record one query that returned rows (or none) after seconds."""
+
+    def failed(self, error: DatabaseError, seconds: float) -> None:
+        """Record one query that failed after seconds; error.kind says which kind."""
 
 
 class _NoRecorder:
     __slots__ = ()
 
-    def failed(self, error: DatabaseError) -> None:
-        """Count nothing."""
+    def answered(self, seconds: float) -> None:
+        """Record nothing."""
+
+    def failed(self, error: DatabaseError, seconds: float) -> None:
+        """Record nothing."""
 
 
-NO_RECORDER: ErrorRecorder = _NoRecorder()
+NO_RECORDER: DatabaseRecorder = _NoRecorder()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from sockmapd.backends import Databases
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup
-from sockmapd.lookup.recorder import ErrorRecorder
+from sockmapd.lookup.recorder import DatabaseRecorder
 from sockmapd.protocol import Reply, Request, encode_reply
 
 
@@ -57,9 +57,9 @@ def _unknown_map(map_name: str) -> Reply:
 def build_router(
     config: Config,
     databases: Databases,
-    recorders: Callable[[str], ErrorRecorder] | None = None,
+    recorders: Callable[[str], DatabaseRecorder] | None = None,
 ) -> Router:
-    """Build every map's statement once; recorders(database) counts that database's failures."""
+    """Build every map's statement once; recorders(database) records that database's queries."""
     return Router(
         {
             name: MapLookup(
@@ -67,7 +67,7 @@ def build_router(
                 map_config,
                 databases[map_config.database].engine,
                 config.databases[map_config.database],
-                errors=None if recorders is None else recorders(map_config.database),
+                recorder=None if recorders is None else recorders(map_config.database),
                 pool=databases[map_config.database].pool,
             )
             for name, map_config in config.maps.items()

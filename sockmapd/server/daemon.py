@@ -80,7 +80,7 @@ def build_generation(
         config.databases, previous.databases if previous is not None else None
     )
     access = AccessList(config.server.allowed_networks())
-    recorders = None if metrics is None else metrics.database_errors
+    recorders = None if metrics is None else metrics.database
     return Generation(config, databases, build_router(config, databases, recorders), access)
 
 

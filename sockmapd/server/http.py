@@ -1,23 +1,30 @@
-"""The metrics listener: a minimal HTTP/1.1 server for GET /metrics and GET /healthz.
+"""The metrics listener: a minimal HTTP/1.1 server for /metrics, /healthz and an index at /.
 
-It answers one request per connection and closes it. Cost against a hostile
-client: at most MAX_CLIENTS connections are served at once (the rest wait in the
-kernel's backlog); each buffers at most MAX_HEAD_BYTES of request and is closed
-READ_TIMEOUT after it connected if its request is not complete, and WRITE_TIMEOUT
-after the reply began if the client does not read it. The socketmap listeners
-share nothing with it but the event loop.
+It answers GET and HEAD, one request per connection, and closes it. /metrics is
+in the format the scraper's Accept header asks for (OpenMetrics or the
+Prometheus text format) and gzipped when its Accept-Encoding allows.
+
+Cost against a hostile client: at most MAX_CLIENTS connections are served at once
+(the rest wait in the kernel's backlog); each buffers at most MAX_HEAD_BYTES of
+request, headers included, and is closed READ_TIMEOUT after it connected if its
+request is not complete, and WRITE_TIMEOUT after the reply began if the client
+does not read it. /metrics costs one rendering of the registry (and one gzip of it)
+and never waits for a database. The socketmap listeners share nothing with it but
+the event loop.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
+from sockmapd import __version__
 from sockmapd.backends.health import HealthReport
 from sockmapd.metrics import Metrics
 from sockmapd.server.listeners import BoundListener, accept_in_slot, describe_peer
@@ -29,6 +36,25 @@ MAX_HEAD_BYTES = 8192
 READ_TIMEOUT = 10.0
 WRITE_TIMEOUT = 10.0
 RECEIVE_SIZE = 4096
+# On a 62 KB page: level 6 takes 0.2 ms for 3.7 KB, gzip's default 9 takes 0.8 ms for
+# 1.5% less; rendering the page takes about 5 ms either way.
+GZIP_LEVEL = 6
+METHODS = (b"GET", b"HEAD")
+ALLOW = "GET, HEAD"
+PATHS = ("/", "/metrics", "/healthz")
+# Relative links, so that the page also works behind a proxy that adds a path prefix.
+INDEX = f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>sockmapd</title></head>
+<body>
+<h1>sockmapd {__version__}</h1>
+<ul>
+<li><a href="metrics">metrics</a>: Prometheus metrics</li>
+<li><a href="healthz">healthz</a>: whether every database answers (JSON)</li>
+</ul>
+</body>
+</html>
+""".encode()
 
 _CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 _REASONS = {
@@ -66,18 +92,44 @@ def parse_request_line(head: bytes) -> tuple[bytes, str]:
         raise BadRequest(400) from None
 
 
-def render_response(status: int, body: bytes, content_type: str, *, allow: str = "") -> bytes:
-    """Return a whole HTTP/1.1 response that closes the connection."""
-    headers = [
+def parse_headers(head: bytes) -> dict[str, str]:
+    """Return the header fields of a request head by lower-case name; repeats are joined by ", "."""
+    fields: dict[str, str] = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        # A field name is a token: no white space, so no line folding either.
+        if not colon or not name or b" " in name or b"\t" in name:
+            raise BadRequest(400)
+        try:
+            key = name.decode("ascii").lower()
+            text = value.strip().decode("latin-1")
+        except UnicodeDecodeError:
+            raise BadRequest(400) from None
+        fields[key] = f"{fields[key]}, {text}" if key in fields else text
+    return fields
+
+
+def render_response(
+    status: int,
+    body: bytes,
+    content_type: str,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    send_body: bool = True,
+) -> bytes:
+    """Return a whole HTTP/1.1 response that closes the connection.
+
+    Without send_body (a HEAD request) the head still gives the body's length.
+    """
+    lines = [
         f"HTTP/1.1 {status} {_REASONS[status]}",
         f"Content-Type: {content_type}",
         f"Content-Length: {len(body)}",
         "Cache-Control: no-store",
         "Connection: close",
     ]
-    if allow:
-        headers.append(f"Allow: {allow}")
-    return ("\r\n".join(headers) + "\r\n\r\n").encode("ascii") + body
+    lines.extend(f"{name}: {value}" for name, value in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (body if send_body else b"")
 
 
 def health_body(report: HealthReport) -> tuple[int, bytes]:
@@ -91,7 +143,7 @@ def health_body(report: HealthReport) -> tuple[int, bytes]:
 
 
 class MetricsServer:
-    """Serves /metrics from a registry and /healthz from a health check."""
+    """Serves /metrics from a registry, /healthz from a health check, and an index at /."""
 
     def __init__(self, metrics: Metrics, health: Callable[[], Awaitable[HealthReport]]) -> None:
         self._metrics = metrics
@@ -154,18 +206,31 @@ class MetricsServer:
     async def _respond(self, head: bytes) -> bytes:
         try:
             method, path = parse_request_line(head)
+            fields = parse_headers(head)
         except BadRequest as exc:
             return _plain(exc.status)
-        if path not in ("/metrics", "/healthz"):
+        if path not in PATHS:
             return _plain(404)
-        if method != b"GET":
-            return _plain(405, allow="GET")
+        if method not in METHODS:
+            return _plain(405, headers=(("Allow", ALLOW),))
+        send_body = method == b"GET"
         if path == "/metrics":
-            return render_response(
-                200, generate_latest(self._metrics.registry), CONTENT_TYPE_LATEST
-            )
-        status, body = health_body(await self._health())
-        return render_response(status, body, "application/json")
+            return self._exposition(fields, send_body)
+        if path == "/":
+            return render_response(200, INDEX, "text/html; charset=utf-8", send_body=send_body)
+        report = await self._health()
+        self._metrics.probed(report)
+        status, body = health_body(report)
+        return render_response(status, body, "application/json", send_body=send_body)
+
+    def _exposition(self, fields: dict[str, str], send_body: bool) -> bytes:
+        encoder, content_type = choose_encoder(fields.get("accept", ""))
+        body = encoder(self._metrics.registry)
+        headers = [("Vary", "Accept, Accept-Encoding")]
+        if gzip_accepted(fields.get("accept-encoding", "")):
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        return render_response(200, body, content_type, headers=headers, send_body=send_body)
 
 
 async def _read_head(stream: ByteStream) -> bytes | None:
@@ -189,7 +254,7 @@ async def _read_head(stream: ByteStream) -> bytes | None:
             raise BadRequest(431)
 
 
-def _plain(status: int, *, allow: str = "") -> bytes:
+def _plain(status: int, *, headers: Sequence[tuple[str, str]] = ()) -> bytes:
     return render_response(
-        status, f"{_REASONS[status]}\n".encode(), "text/plain; charset=utf-8", allow=allow
+        status, f"{_REASONS[status]}\n".encode(), "text/plain; charset=utf-8", headers=headers
     )

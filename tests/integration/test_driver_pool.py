@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from tests.integration.daemon import Daemon, free_port
 from tests.integration.databases import Database, Server, ServerKind, unique_name
-from tests.integration.test_metrics import health
+from tests.integration.test_metrics import health, sample, scrape
 
 USERS = [f"user{i}@example.com" for i in range(40)]
 # A key that an injected condition would turn into a match: the table is not empty.
@@ -602,6 +602,11 @@ def test_healthz_is_503_while_the_lookup_pool_is_exhausted(
         assert status == 503, body
         reason = str(body["databases"]["main"])  # type: ignore[index]
         assert reason.startswith("pool exhausted: 1 of 1 connections in use"), reason
+        # The busy pool was not probed: the database is still up as last seen.
+        samples = scrape(metrics_port)
+        assert sample(samples, "sockmapd_database_up", database="main") == 1
+        in_use = sample(samples, "sockmapd_pool_connections_in_use", database="main")
+        assert in_use == sample(samples, "sockmapd_pool_max_connections", database="main")
     finally:
         for thread in threads:
             thread.join()

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
@@ -45,7 +44,7 @@ def scrape(port: int) -> dict[tuple[str, Labels], float]:
     """Return every sample of /metrics by (name, sorted labels)."""
     status, content_type, body = get(port, "/metrics")
     assert status == 200
-    assert content_type == CONTENT_TYPE_LATEST
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     samples: dict[tuple[str, Labels], float] = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
@@ -155,6 +154,11 @@ def test_counters_match_the_requests_sent(metered: tuple[Daemon, int]) -> None:
     )
     assert opened == 2
     assert sample(after, "sockmapd_pool_size", database="main") >= 1
+    # recipient 5, broken 1, cached 2 misses: every query is timed, the refused one too.
+    queries = "sockmapd_database_query_duration_seconds_count"
+    assert sample(after, queries, database="main") - sample(before, queries, database="main") == 8
+    # A refused query is an answer: the database is up.
+    assert sample(after, "sockmapd_database_up", database="main") == 1
     assert sample(after, "sockmapd_reloads_total", result="ok") == 0
 
 
@@ -257,7 +261,8 @@ def test_healthz_is_200_with_every_database_ok(metered: tuple[Daemon, int]) -> N
 
 def test_other_paths_and_methods_are_refused(metered: tuple[Daemon, int]) -> None:
     _, port = metered
-    assert get(port, "/")[0] == 404
+    assert get(port, "/")[0] == 200
+    assert get(port, "/index.html")[0] == 404
     assert get(port, "/metrics", method="POST")[0] == 405
     assert get(port, "/healthz", method="DELETE")[0] == 405
 
@@ -378,10 +383,12 @@ def test_healthz_turns_503_when_the_database_is_cut_and_200_after(
 ) -> None:
     proxy, port = cut_rig
     assert health(port) == (200, {"status": "ok", "databases": {"mail": "ok"}})
+    assert sample(scrape(port), "sockmapd_database_up", database="mail") == 1
     proxy.set_mode(fault)
     proxy.cut_all()
     status, body = health(port)
     assert status == 503, body
+    assert sample(scrape(port), "sockmapd_database_up", database="mail") == 0
     assert body["status"] == "down"
     databases = body["databases"]
     assert isinstance(databases, dict)
@@ -393,6 +400,7 @@ def test_healthz_turns_503_when_the_database_is_cut_and_200_after(
         assert "no answer within connect_timeout=1s" in reason
     proxy.set_mode(Mode.PASS)
     assert wait_for_health(port, 200) == {"status": "ok", "databases": {"mail": "ok"}}
+    assert sample(scrape(port), "sockmapd_database_up", database="mail") == 1
 
 
 def test_healthz_is_503_when_the_database_stalls_within_its_timeouts(

@@ -38,6 +38,7 @@ def test_report_names_the_database_that_does_not_answer(tmp_path: Path) -> None:
     assert "unable to open database file" in report.databases["bad"]
     assert "\n" not in report.databases["bad"]
     assert not report.healthy
+    assert report.answered == {"good": True, "bad": False}
     asyncio.run(engines.dispose())
 
 
@@ -135,6 +136,9 @@ def test_an_exhausted_lookup_pool_is_down_without_a_query(tmp_path: Path) -> Non
     )
     assert still.databases["good"].startswith("pool exhausted: ")
     assert after.databases["good"] == OK
+    # A pool too busy to probe did not ask the database: nothing is known of it.
+    assert "good" not in exhausted.answered
+    assert after.answered["good"] is True
 
 
 def test_waiting_lookups_make_the_pool_unhealthy(tmp_path: Path) -> None:
