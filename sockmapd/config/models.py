@@ -94,13 +94,6 @@ class Config(Model):
                 f"listen {value.listen!r} is also in server.listen: "
                 "the metrics listener needs an address of its own"
             )
-        if value.listen is not None and server is not None and server.workers > 1:
-            # Counters live in each worker process: one listener in one of them
-            # would report a fraction of the traffic as if it were all of it.
-            raise ValueError(
-                f"server.workers = {server.workers}: the metrics listener can only be used "
-                "with one worker process; set server.workers = 1 or remove metrics.listen"
-            )
         return value
 
     def __eq__(self, other: object) -> bool:

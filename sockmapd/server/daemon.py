@@ -12,10 +12,12 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
+from prometheus_client import CollectorRegistry
 
 from sockmapd.backends import Database, Databases, DatabaseSetupError, create_databases
 from sockmapd.backends.health import HealthCheck
@@ -24,10 +26,10 @@ from sockmapd.logs import configure_logging, reopen_log_file
 from sockmapd.lookup import Router, build_router
 from sockmapd.lookup.query import failures
 from sockmapd.metrics import ListenerMetrics, Metrics
-from sockmapd.server import systemd
+from sockmapd.server import systemd, workerlink
 from sockmapd.server.access import AccessList
 from sockmapd.server.connection import SocketmapProtocol
-from sockmapd.server.http import MetricsServer
+from sockmapd.server.http import MetricsServer, health_document
 from sockmapd.server.listeners import (
     BoundListener,
     accept_socket_in_slot,
@@ -88,7 +90,8 @@ class Daemon:
     """The running server; connections read the current generation per request.
 
     Given sockets, it is a worker: it serves those already-bound listening sockets
-    and leaves binding, privileges and the metrics listener to its supervisor.
+    and leaves binding, privileges and the metrics listener to its supervisor; given
+    a metrics_link too, it records metrics and answers the metrics process on it.
     on_ready is called once it accepts connections.
     """
 
@@ -100,12 +103,14 @@ class Daemon:
         fallback_port: int | None = None,
         sockets: Sequence[socket.socket] | None = None,
         on_ready: Callable[[], None] | None = None,
+        metrics_link: socket.socket | None = None,
     ) -> None:
         self._initial = config
         self._config_path = config_path
         self._fallback_port = fallback_port
         self._sockets = sockets
         self._on_ready = on_ready
+        self._metrics_link = metrics_link
         self._generation: Generation | None = None
         # Databases a reload replaced, closed once no lookup can still use them.
         self._retiring: set[Database] = set()
@@ -118,7 +123,10 @@ class Daemon:
         self._slots = anyio.CapacityLimiter(config.server.max_connections)
         self._full_logged = False
         # Bound at start only: metrics.listen is a restart-only setting.
-        self._metrics = Metrics() if config.metrics.listen is not None and sockets is None else None
+        recording = (
+            config.metrics.listen is not None if sockets is None else metrics_link is not None
+        )
+        self._metrics = Metrics() if recording else None
         self._health = HealthCheck(self._databases)
 
     @property
@@ -153,6 +161,16 @@ class Daemon:
         assert self._generation is not None
         return self._generation.router, self._generation.databases
 
+    async def _scrape(self) -> CollectorRegistry:
+        assert self._metrics is not None
+        return self._metrics.registry
+
+    async def _checked(self) -> tuple[bool, dict[str, Any]]:
+        assert self._metrics is not None
+        report = await self._health.check()
+        self._metrics.probed(report)
+        return health_document(report)
+
     def _databases(self) -> Databases:
         assert self._generation is not None
         return self._generation.databases
@@ -181,8 +199,12 @@ class Daemon:
                 async with anyio.create_task_group() as tasks:
                     self._tasks = tasks
                     tasks.start_soon(self._handle_signals, signals)
-                    if self._metrics is not None:
-                        server = MetricsServer(self._metrics, self._health.check)
+                    if self._metrics is not None and self._metrics_link is not None:
+                        tasks.start_soon(
+                            workerlink.answer, self._metrics_link, self._metrics, self._health.check
+                        )
+                    elif self._metrics is not None:
+                        server = MetricsServer(self._scrape, self._checked)
                         tasks.start_soon(server.serve, metrics_listeners)
                     await self._serve(listeners)
                     tasks.cancel_scope.cancel()

@@ -19,14 +19,15 @@ import gzip
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.registry import Collector
 
 from sockmapd import __version__
 from sockmapd.backends.health import HealthReport
-from sockmapd.metrics import Metrics
 from sockmapd.server.listeners import BoundListener, accept_in_slot, describe_peer
 
 log = logging.getLogger(__name__)
@@ -132,21 +133,29 @@ def render_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (body if send_body else b"")
 
 
-def health_body(report: HealthReport) -> tuple[int, bytes]:
-    """Return the status and JSON body of /healthz: 200 if every database answered, else 503."""
+# What /metrics renders: a registry, or the merged figures of the workers.
+Scrape = Callable[[], Awaitable[Collector]]
+# Whether all is well, and the JSON document of /healthz.
+Health = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
+
+
+def health_document(report: HealthReport) -> tuple[bool, dict[str, Any]]:
+    """Return whether every database answered, and the /healthz document of one process."""
     healthy = report.healthy
-    body = json.dumps(
-        {"status": "ok" if healthy else "down", "databases": report.databases},
-        sort_keys=True,
-    )
+    return healthy, {"status": "ok" if healthy else "down", "databases": report.databases}
+
+
+def health_body(healthy: bool, document: dict[str, Any]) -> tuple[int, bytes]:
+    """Return the status and JSON body of /healthz: 200 if healthy, else 503."""
+    body = json.dumps(document, sort_keys=True)
     return (200 if healthy else 503), body.encode() + b"\n"
 
 
 class MetricsServer:
-    """Serves /metrics from a registry, /healthz from a health check, and an index at /."""
+    """Serves /metrics from scrape(), /healthz from health(), and an index at /."""
 
-    def __init__(self, metrics: Metrics, health: Callable[[], Awaitable[HealthReport]]) -> None:
-        self._metrics = metrics
+    def __init__(self, scrape: Scrape, health: Health) -> None:
+        self._scrape = scrape
         self._health = health
         self._slots = anyio.CapacityLimiter(MAX_CLIENTS)
 
@@ -215,17 +224,15 @@ class MetricsServer:
             return _plain(405, headers=(("Allow", ALLOW),))
         send_body = method == b"GET"
         if path == "/metrics":
-            return self._exposition(fields, send_body)
+            return self._exposition(await self._scrape(), fields, send_body)
         if path == "/":
             return render_response(200, INDEX, "text/html; charset=utf-8", send_body=send_body)
-        report = await self._health()
-        self._metrics.probed(report)
-        status, body = health_body(report)
+        status, body = health_body(*await self._health())
         return render_response(status, body, "application/json", send_body=send_body)
 
-    def _exposition(self, fields: dict[str, str], send_body: bool) -> bytes:
+    def _exposition(self, registry: Collector, fields: dict[str, str], send_body: bool) -> bytes:
         encoder, content_type = choose_encoder(fields.get("accept", ""))
-        body = encoder(self._metrics.registry)
+        body = encoder(registry)
         headers = [("Vary", "Accept, Accept-Encoding")]
         if gzip_accepted(fields.get("accept-encoding", "")):
             body = gzip.compress(body, compresslevel=GZIP_LEVEL)

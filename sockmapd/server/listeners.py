@@ -105,11 +105,7 @@ def bind_worker_sockets(
     try:
         for address in addresses:
             if isinstance(address, UnixAddress):
-                _remove_stale_socket(address.path)
-                try:
-                    shared.append(_bind_unix(address.path, unix))
-                except OSError as exc:
-                    raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+                shared.extend(bind_sockets(address, unix))
                 continue
             for sockets in own:
                 sockets.extend(_bind_tcp(address, reuse_port=True))
@@ -118,6 +114,19 @@ def bind_worker_sockets(
             sock.close()
         raise
     return shared, own
+
+
+def bind_sockets(
+    address: TcpAddress | UnixAddress, unix: UnixPermissions = UnixPermissions()
+) -> list[socket.socket]:
+    """Bind address without an event loop, for a process that forks the one serving it."""
+    if isinstance(address, UnixAddress):
+        _remove_stale_socket(address.path)
+        try:
+            return [_bind_unix(address.path, unix)]
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    return _bind_tcp(address)
 
 
 def _bind_tcp(address: TcpAddress, *, reuse_port: bool = False) -> list[socket.socket]:

@@ -30,9 +30,10 @@ import anyio
 from sockmapd.backends import DatabaseSetupError, create_databases
 from sockmapd.config import Config, ConfigError, UnixAddress, load_config
 from sockmapd.logs import configure_logging, reopen_log_file, restamp_after_fork
-from sockmapd.server import systemd
+from sockmapd.server import systemd, workerlink
 from sockmapd.server.daemon import Daemon
-from sockmapd.server.listeners import ListenError, bind_worker_sockets
+from sockmapd.server.gatherer import Gatherer
+from sockmapd.server.listeners import ListenError, bind_sockets, bind_worker_sockets
 from sockmapd.server.privileges import PrivilegeError
 from sockmapd.server.startup import (
     StartupError,
@@ -64,6 +65,8 @@ SUPERVISED_SIGNALS = (
 EXIT_STARTUP = 1
 EXIT_CRASHED = 70
 PR_SET_PDEATHSIG = 1
+# The slot of the metrics process, started and restarted like a worker.
+METRICS_SLOT = 0
 _PID = struct.Struct("<i")
 
 
@@ -141,6 +144,11 @@ class Worker:
     deaths_in_a_row: int = 0
     restart_at: float | None = None
 
+    @property
+    def name(self) -> str:
+        """Return "worker N", or "the metrics process" for METRICS_SLOT."""
+        return "the metrics process" if self.slot == METRICS_SLOT else f"worker {self.slot}"
+
 
 class Supervisor:
     """The parent of server.workers worker processes; run() returns the exit status."""
@@ -158,7 +166,12 @@ class Supervisor:
         self._fallback_port = fallback_port
         self._backend_options = backend_options or {}
         self._workers = [Worker(slot) for slot in range(1, config.server.workers + 1)]
+        if config.metrics.listen is not None:
+            self._workers.insert(0, Worker(METRICS_SLOT))
         self._sockets: list[socket.socket] = []
+        self._metrics_sockets: list[socket.socket] = []
+        # Each worker slot's link to the metrics process: (its end, the worker's end).
+        self._links: dict[int, tuple[socket.socket, socket.socket]] = {}
         # The listeners each worker serves, by slot: the shared ones and its own.
         self._worker_sockets: dict[int, list[socket.socket]] = {}
         self._owned_paths: list[str] = []
@@ -213,27 +226,46 @@ class Supervisor:
             else:
                 addresses = server.listen_addresses()
                 shared, own = bind_worker_sockets(
-                    addresses, unix_permissions(server), len(self._workers)
+                    addresses, unix_permissions(server), len(self._serving())
                 )
                 self._sockets = shared + [sock for sockets in own for sock in sockets]
                 self._worker_sockets = {
                     worker.slot: shared + sockets
-                    for worker, sockets in zip(self._workers, own, strict=True)
+                    for worker, sockets in zip(self._serving(), own, strict=True)
                 }
                 self._owned_paths = [
                     address.path for address in addresses if isinstance(address, UnixAddress)
                 ]
+            self._listen_for_metrics()
             drop_to_run_as(server)
         except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
             self._close_listeners()
             raise StartupError(str(exc)) from exc
         warn_about_exposure(self._config, self._config_path)
 
+    def _listen_for_metrics(self) -> None:
+        """Bind the metrics listener and make the workers' links, if metrics are on."""
+        address = self._config.metrics.listen_address()
+        if address is None:
+            return
+        try:
+            self._metrics_sockets = bind_sockets(address)
+        except ListenError as exc:
+            raise ListenError(f"metrics: {exc}") from exc
+        if isinstance(address, UnixAddress):
+            self._owned_paths.append(address.path)
+        self._links = {worker.slot: workerlink.socketpair() for worker in self._serving()}
+
+    def _serving(self) -> list[Worker]:
+        """Return the slots of the workers that serve clients (not the metrics process)."""
+        return [worker for worker in self._workers if worker.slot != METRICS_SLOT]
+
     def _close_listeners(self) -> None:
         """Close this process's copies of the listeners; remove the unix socket files."""
-        for sock in self._sockets:
+        for sock in self._sockets + self._metrics_sockets:
             sock.close()
         self._sockets = []
+        self._metrics_sockets = []
         for path in self._owned_paths:
             try:
                 os.unlink(path)
@@ -284,9 +316,7 @@ class Supervisor:
             self._kill_at = None
             for worker in self._live():
                 assert worker.pid is not None
-                log.warning(
-                    "worker %d (pid %d) did not stop in time: killing it", worker.slot, worker.pid
-                )
+                log.warning("%s (pid %d) did not stop in time: killing it", worker.name, worker.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGKILL)
         for worker in self._workers:
@@ -374,14 +404,14 @@ class Supervisor:
         how = describe_exit(status)
         pid, worker.pid = worker.pid, None
         if self._stopping:
-            log.info("worker %d (pid %d) %s", worker.slot, pid, how)
+            log.info("%s (pid %d) %s", worker.name, pid, how)
             return
         if not self._announced:
             # Like a single process that cannot start: give up instead of looping.
-            self._not_started(worker, f"worker {worker.slot} (pid {pid}) {how} before it served")
+            self._not_started(worker, f"{worker.name} (pid {pid}) {how} before it served")
             return
         uptime = time.monotonic() - worker.started
-        self._not_started(worker, f"worker {worker.slot} (pid {pid}) {how} after {uptime:.1f} s")
+        self._not_started(worker, f"{worker.name} (pid {pid}) {how} after {uptime:.1f} s")
 
     def _not_started(self, worker: Worker, what: str) -> None:
         """Schedule worker to start again after its backoff, or give up during start-up."""
@@ -404,10 +434,14 @@ class Supervisor:
                 worker.ready = True
         if not self._announced and all(w.ready for w in self._workers):
             self._announced = True
+            serving = self._serving()
             log.info(
-                "%d workers serving (pids %s)",
-                len(self._workers),
-                ", ".join(str(w.pid) for w in self._workers),
+                "%d workers serving (pids %s)%s",
+                len(serving),
+                ", ".join(str(w.pid) for w in serving),
+                "".join(
+                    f"; metrics process pid {w.pid}" for w in self._workers if w not in serving
+                ),
             )
             systemd.notify("READY=1")
 
@@ -422,14 +456,14 @@ class Supervisor:
         except OSError as exc:
             # A failed fork counts as a worker that died at once: the backoff grows.
             worker.started = time.monotonic()
-            self._not_started(worker, f"cannot start worker {worker.slot}: {exc}")
+            self._not_started(worker, f"cannot start {worker.name}: {exc}")
             return
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker.pid = pid
         worker.started = time.monotonic()
         worker.ready = False
-        log.info("started worker %d (pid %d)", worker.slot, pid)
+        log.info("started %s (pid %d)", worker.name, pid)
 
     def _be_worker(self, slot: int) -> int:
         """Serve as worker slot in the forked child; return its exit status."""
@@ -461,6 +495,28 @@ class Supervisor:
         # dropped privileges); a reload opens it anew in each worker.
         restamp_after_fork()
         ready_w = self._ready_w
+        if slot == METRICS_SLOT:
+            for sock in self._sockets:
+                sock.close()
+            for _, theirs in self._links.values():
+                theirs.close()
+            gatherer = Gatherer(
+                self._config,
+                self._metrics_sockets,
+                {str(worker): ours for worker, (ours, _) in self._links.items()},
+                _announcer(ready_w),
+            )
+            anyio.run(gatherer.run, backend_options=self._backend_options)
+            return 0
+        for sock in self._metrics_sockets:
+            sock.close()
+        link = None
+        for worker, (ours, theirs) in self._links.items():
+            ours.close()
+            if worker == slot:
+                link = theirs
+            else:
+                theirs.close()
         # Systemd's sockets are shared by all; bound ones are the shared ones and this
         # worker's own: the other workers' copies are closed here.
         sockets = self._worker_sockets.get(slot, self._sockets)
@@ -473,6 +529,7 @@ class Supervisor:
             fallback_port=self._fallback_port,
             sockets=sockets,
             on_ready=_announcer(ready_w),
+            metrics_link=link,
         )
         try:
             anyio.run(daemon.run, backend_options=self._backend_options)
