@@ -125,8 +125,8 @@ DESCRIPTIONS: dict[str, str] = {
         "supervising process binds the listeners once and forks this many workers that "
         "share them; it restarts a worker that dies and passes signals on. Each worker "
         "has its own database pools and answer cache, so a database may see `workers x "
-        "(pool_size + max_overflow)` connections. Cannot be combined with "
-        "`metrics.listen`. A reload does not change it."
+        "(pool_size + max_overflow)` connections. With `metrics.listen`, one more "
+        "process serves the metrics of all workers, merged. A reload does not change it."
     ),
     "log.level": (
         "At `info`, one line per request: client, map, key, result and duration in ms. The "
@@ -166,7 +166,8 @@ DESCRIPTIONS: dict[str, str] = {
         "Address of the Prometheus metrics and health listener (`GET /metrics`, "
         "`GET /healthz`), e.g. `tcp://127.0.0.1:9224` or `unix:///run/sockmapd/metrics.sock`. "
         "Off when unset. It has no access list: bind it to loopback or a management "
-        "network. A change takes effect at restart, not on reload."
+        "network. With several `server.workers`, one address serves them all, merged. A "
+        "change takes effect at restart, not on reload."
     ),
     "databases.url": (
         "`sqlite+aiosqlite:///file.db`, `mysql+asyncmy://user@host:3306/name`, "

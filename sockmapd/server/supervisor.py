@@ -6,7 +6,9 @@ same listening sockets, each with its own event loop, databases and caches. It
 never runs an event loop or a thread of its own, so every fork starts from a
 quiet single-threaded process: a worker creates its loop (uvloop when installed)
 after the fork, and inherits the sockets and the loaded config without
-re-importing or re-parsing anything.
+re-importing or re-parsing anything. With metrics.listen set it binds the metrics
+listener too and forks one more process, the metrics process (sockmapd.server.gatherer),
+restarted like a worker, with a socket pair to each worker slot.
 """
 
 from __future__ import annotations
