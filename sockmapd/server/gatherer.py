@@ -12,13 +12,14 @@ import logging
 import signal
 import socket
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import anyio
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from sockmapd.config import Config
+from sockmapd.config import Config, ConfigError, load_config
 from sockmapd.logs import reopen_log_file
 from sockmapd.metrics_merge import MetricsMerger, merge_health
 from sockmapd.server.http import MetricsServer
@@ -33,6 +34,14 @@ SCRAPE_TIMEOUT = 5.0
 # Beyond the slowest database's connect_timeout + query_timeout, for a health check.
 HEALTH_MARGIN = 1.0
 HANDLED_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
+
+
+def health_timeout(config: Config) -> float:
+    """Return how long /healthz waits for the workers: the slowest database's bound + 1 s."""
+    return HEALTH_MARGIN + max(
+        (db.connect_timeout + db.query_timeout for db in config.databases.values()),
+        default=0.0,
+    )
 
 
 class _Families(Collector):
@@ -51,21 +60,22 @@ class Gatherer:
     def __init__(
         self,
         config: Config,
+        config_path: Path,
+        fallback_port: int | None,
         sockets: list[socket.socket],
         links: dict[str, socket.socket],
         on_ready: Callable[[], None],
     ) -> None:
+        self._config_path = config_path
+        self._fallback_port = fallback_port
         self._sockets = sockets
         self._links = {slot: WorkerLink(sock) for slot, sock in links.items()}
         self._on_ready = on_ready
         self._merger = MetricsMerger()
-        self._health_timeout = HEALTH_MARGIN + max(
-            (db.connect_timeout + db.query_timeout for db in config.databases.values()),
-            default=0.0,
-        )
+        self._health_timeout = health_timeout(config)
 
     async def run(self) -> None:
-        """Serve until SIGTERM or SIGINT."""
+        """Serve until SIGTERM or SIGINT; SIGHUP takes the new database timeouts."""
         with anyio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
             # Forked with these signals blocked, like a worker.
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
@@ -75,12 +85,27 @@ class Gatherer:
                 tasks.start_soon(server.serve, listeners)
                 self._on_ready()
                 async for signum in signals:
-                    if signum == signal.SIGUSR1:
+                    if signum == signal.SIGHUP:
+                        self._reload()
+                    elif signum == signal.SIGUSR1:
                         reopen_log_file()
                     elif signum in (signal.SIGTERM, signal.SIGINT):
                         break
                 tasks.cancel_scope.cancel()
         log.info("metrics process stopped")
+
+    def _reload(self) -> None:
+        """Take the new databases' timeouts; the supervisor checked the file already."""
+        try:
+            config = load_config(self._config_path, fallback_port=self._fallback_port)
+        except ConfigError as exc:
+            log.error("metrics process: reload failed, keeping the previous timeouts: %s", exc)
+            return
+        self._health_timeout = health_timeout(config)
+        log.info(
+            "metrics process reloaded: /healthz waits up to %gs for the workers",
+            self._health_timeout,
+        )
 
     async def _scrape(self) -> Collector:
         replies = await gather(self._links, METRICS, SCRAPE_TIMEOUT)

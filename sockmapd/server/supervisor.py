@@ -504,6 +504,8 @@ class Supervisor:
                 theirs.close()
             gatherer = Gatherer(
                 self._config,
+                self._config_path,
+                self._fallback_port,
                 self._metrics_sockets,
                 {str(worker): ours for worker, (ours, _) in self._links.items()},
                 _announcer(ready_w),

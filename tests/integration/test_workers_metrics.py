@@ -173,6 +173,28 @@ def test_a_stopped_worker_makes_healthz_503_and_keeps_its_counters(
     assert health(port)[0] == 200
 
 
+def test_a_reload_sets_how_long_healthz_waits_for_a_worker(
+    metered: tuple[Daemon, int],
+) -> None:
+    daemon, port = metered
+    path = daemon.config_path
+    path.write_text(path.read_text().replace("query_timeout = 1.0", "query_timeout = 2.0"))
+    daemon.signal(signal.SIGHUP)
+    wait_for(
+        lambda: "/healthz waits up to 4s" in daemon.log(),
+        daemon,
+        "the metrics process did not reload",
+    )
+    stuck = worker_pids(daemon)[1]
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        status, body = health(port)
+    finally:
+        os.kill(stuck, signal.SIGCONT)
+    assert status == 503, body
+    assert body["workers"]["1"] == {"status": "down", "error": "no answer within 4s"}
+
+
 def test_a_killed_worker_is_replaced_and_the_sum_does_not_go_back(
     metered: tuple[Daemon, int],
 ) -> None:
