@@ -200,6 +200,9 @@ class Supervisor:
                 return self._supervise()
             finally:
                 self._close_listeners()
+                for ours, theirs in self._links.values():
+                    ours.close()
+                    theirs.close()
         finally:
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
