@@ -198,3 +198,16 @@ def test_the_link_carries_metrics_and_health_and_times_out_without_a_worker() ->
         theirs.close()
 
     asyncio.run(main())
+
+
+def test_merged_families_render_and_parse_in_both_formats() -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+
+    merged = MetricsMerger().merge({"1": (10, page(served(0.1))), "2": (20, page(served(0.2)))})
+    collector = SimpleNamespace(collect=lambda: merged)
+    text = generate_latest(collector).decode()  # type: ignore[arg-type]
+    names = {family.name for family in text_string_to_metric_families(text)}
+    om_names = {family.name for family in parse_om(openmetrics(collector).decode())}
+    assert "sockmapd_requests" in names
+    assert names == om_names
