@@ -233,8 +233,11 @@ DESCRIPTIONS: dict[str, str] = {
         "is tried (asyncmy `connect_timeout`, asyncpg `timeout`)."
     ),
     "databases.query_timeout": (
-        "Time allowed for one lookup query; a slower one answers `TIMEOUT`. It also bounds "
-        "the wait for a free pooled connection (then `TEMP`) and each statement of "
+        "Time allowed for one lookup: its wait for a free pooled connection (then `TEMP`), "
+        "its queries (every key of a `search`, and the retry after a lost connection) share "
+        "it, and a query still running when it is over answers `TIMEOUT`. So an overloaded "
+        "database answers within `query_timeout`, not later. Opening a connection is not "
+        "counted (`connect_timeout` bounds it, per host). It also bounds each statement of "
         "`--check-config --connect`."
     ),
     "databases.pool_size": (
