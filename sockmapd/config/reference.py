@@ -432,6 +432,13 @@ SECTION_LEADS: dict[str, str] = {
         "mysql_table(5), pgsql_table(5) and sqlite_table(5). Exactly one form is required: "
         "a map with both `query` and `table`, or with neither, is an error."
     ),
+    "tests": (
+        "Map tests: each `[[tests]]` table looks `key` up in `map` and expects the reply "
+        "`expect`. `sockmapd --check-config --connect` runs them against the databases and "
+        "fails when one fails, so a reload through the systemd unit is refused; "
+        "`sockmapd test` runs them too, along with test files of the same form. See "
+        "[testing-maps.md](testing-maps.md)."
+    ),
 }
 
 # Text after a section's table, keyed by section (NAME placeholders kept).
@@ -504,6 +511,19 @@ search = ["%s", "%b@%d", "@%d"]
 ```
 
 More examples, every answer a map can give, and caching: [maps.md](maps.md).""",
+    "tests": """\
+```toml
+[[tests]]
+map = "recipient"
+key = "alice@example.com"
+expect = "OK example.com/alice/"
+
+[[tests]]
+map = "access"
+key = "spammer@example.net"
+expect = "OK REJECT *"
+note = "a listed spammer is rejected, whatever the reason says"
+```""",
 }
 
 LEGACY_INTRO = """\
@@ -533,9 +553,15 @@ def render_reference(config_model: type[BaseModel] = Config) -> str:
     sections: dict[str, list[Option]] = {}
     for option in options:
         sections.setdefault(option.section, []).append(option)
+    arrays = {
+        name
+        for name, field in config_model.model_fields.items()
+        if get_origin(field.annotation) is list
+    }
     parts = [INTRO]
     for section, members in sections.items():
-        lines = [f"## `[{section}]`", ""]
+        table = f"[{section}]" if section in arrays else section
+        lines = [f"## `[{table}]`", ""]
         lead = SECTION_LEADS.get(section)
         if lead:
             lines += [lead, ""]
@@ -624,6 +650,11 @@ def _walk(model: type[BaseModel], section: tuple[str, ...]) -> Iterator[Option]:
             if isinstance(value, type) and issubclass(value, BaseModel):
                 yield from _walk(value, (*section, name, NAME))
                 continue
+        item = _model_of(annotation)
+        if item is not None:
+            # A list of tables, such as [[tests]]: a section of its own.
+            yield from _walk(item, (*section, name))
+            continue
         if not section:
             raise TypeError(f"top-level option {name!r} is not in a section")
         yield _option(".".join(section), name, field)

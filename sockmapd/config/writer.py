@@ -54,6 +54,9 @@ def to_toml(config: Config, *, reveal_secrets: bool = False) -> str:
     if config.maps:
         maps = {name: _map(entry) for name, entry in config.maps.items()}
         parts.append(tomli_w.dumps({"maps": maps}))
+    if config.tests:
+        tests = [_without_none(test.model_dump()) for test in config.tests]
+        parts.append(tomli_w.dumps({"tests": tests}))
     return "\n".join(part.rstrip("\n") + "\n" for part in parts)
 
 

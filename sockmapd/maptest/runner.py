@@ -1,0 +1,104 @@
+"""Running test cases: on the daemon's own lookup code, or against a running server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from sockmapd.backends import Databases
+from sockmapd.client import ClientError, query
+from sockmapd.config import Config, TcpAddress, UnixAddress
+from sockmapd.lookup.query import failures
+from sockmapd.lookup.router import build_router
+from sockmapd.maptest.cases import Case
+from sockmapd.protocol import (
+    Reply,
+    ReplyTooLargeError,
+    Request,
+    Status,
+    encode_reply,
+    parse_reply,
+)
+from sockmapd.server.connection import INTERNAL_ERROR, REPLY_TOO_LARGE
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one case got: the reply as the MTA sees it, or why there is none."""
+
+    case: Case
+    got: str | None
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Return True if the reply is what the case expects."""
+        return self.got is not None and self.case.test.matches(self.got)
+
+
+def reply_text(reply: Reply) -> str:
+    """Return a reply as written in a test: "OK value", "NOTFOUND", "TEMP reason"."""
+    if reply.status is Status.NOTFOUND:
+        return "NOTFOUND"
+    return f"{reply.status.value} {reply.text}"
+
+
+async def run_direct(config: Config, databases: Databases, cases: Sequence[Case]) -> list[Outcome]:
+    """Return the outcome of each case, looked up as the server would, without a server.
+
+    The maps are built by the daemon's own code on databases (those of config) and
+    queried through their pools, so a case sees what the server would answer, limits
+    included: TIMEOUT after server.request_timeout, TEMP for a reply over
+    server.max_reply_bytes. The caller disposes of databases.
+    """
+    router = build_router(config, databases)
+    outcomes = []
+    try:
+        for case in cases:
+            reply = await _answer(config, router.answer, Request(case.test.map, case.test.key))
+            outcomes.append(Outcome(case, reply_text(reply)))
+    finally:
+        # Repeated database failures are summed up in the log: write the sums now.
+        failures.flush()
+    return outcomes
+
+
+async def _answer(
+    config: Config, answer: Callable[[Request], Awaitable[Reply]], request: Request
+) -> Reply:
+    timeout = config.server.request_timeout
+    try:
+        with anyio.fail_after(timeout):
+            reply = await answer(request)
+    except TimeoutError:
+        return Reply.timeout(f"lookup did not finish within {timeout:g}s")
+    except Exception:
+        # The server logs it and answers this; the log handler shows it here too.
+        return INTERNAL_ERROR
+    try:
+        encode_reply(reply, config.server.max_reply_bytes)
+    except ReplyTooLargeError:
+        return REPLY_TOO_LARGE
+    # What the MTA reads: the payload as sent (a reason's control characters are spaces).
+    return parse_reply(reply.payload())
+
+
+def run_server(
+    address: TcpAddress | UnixAddress, cases: Sequence[Case], *, timeout: float
+) -> list[Outcome]:
+    """Return the outcome of each case, asked of the server at address over one connection.
+
+    If the connection fails, the cases not answered yet get the error instead of a reply.
+    """
+    outcomes: list[Outcome] = []
+    replies: Iterator[Reply] = query(
+        address, ((case.test.map, case.test.key) for case in cases), timeout=timeout
+    )
+    try:
+        for case, reply in zip(cases, replies, strict=False):
+            outcomes.append(Outcome(case, reply_text(reply)))
+    except ClientError as exc:
+        outcomes += [Outcome(case, None, str(exc)) for case in cases[len(outcomes) :]]
+    return outcomes
