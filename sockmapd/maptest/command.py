@@ -70,6 +70,7 @@ def _run_direct(config: Config, cases: list[Case]) -> list[Outcome]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("sockmapd: %(levelname)s: %(message)s"))
     logger = logging.getLogger("sockmapd")
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     databases = create_databases(config.databases)
@@ -80,4 +81,8 @@ def _run_direct(config: Config, cases: list[Case]) -> list[Outcome]:
         finally:
             await databases.dispose()
 
-    return anyio.run(run)
+    try:
+        return anyio.run(run)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
