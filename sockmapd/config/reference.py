@@ -406,8 +406,8 @@ Every problem is reported with the file, the path of the field and the reason, o
 line, for example `sockmapd.toml: maps.recipient.table: must be a plain SQL identifier`.
 Unknown keys are errors, so a misspelt option never goes unnoticed.
 `sockmapd --check-config -c FILE` checks a file without starting anything; with
-`--connect` it also connects to every database and checks that every map's table and
-columns exist.
+`--connect` it also connects to every database, checks that every map's table and
+columns exist, and runs the `[[tests]]` ([testing-maps.md](testing-maps.md)).
 
 Relative paths (a SQLite file, `init_sql`, `log.file`) are relative to the directory of
 the config file. In a SQLite URL, `sqlite+aiosqlite:///name.db` is relative and

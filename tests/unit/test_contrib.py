@@ -66,7 +66,14 @@ def test_service_is_type_notify_and_reloads_with_sighup(
     assert service.get("Service", "ExecStart") == (
         "/usr/bin/sockmapd -c /etc/sockmapd/sockmapd.toml"
     )
-    assert service.get("Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    # A start needs a config that loads; a reload also one whose [[tests]] pass.
+    assert values(service, "Service", "ExecStartPre") == [
+        "/usr/bin/sockmapd --check-config -c /etc/sockmapd/sockmapd.toml"
+    ]
+    assert values(service, "Service", "ExecReload") == [
+        "/usr/bin/sockmapd --check-config --connect -c /etc/sockmapd/sockmapd.toml",
+        "/bin/kill -HUP $MAINPID",
+    ]
     assert service.get("Service", "Restart") == "on-failure"
     assert service.get("Install", "WantedBy") == "multi-user.target"
 
