@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from sockmapd.lookup.query import failures
 from sockmapd.lookup.router import build_router
 from sockmapd.maptest.cases import Case
 from sockmapd.protocol import (
+    FrameTooLargeError,
     Reply,
     ReplyTooLargeError,
     Request,
@@ -22,6 +24,8 @@ from sockmapd.protocol import (
     parse_reply,
 )
 from sockmapd.server.connection import INTERNAL_ERROR, REPLY_TOO_LARGE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,10 @@ async def run_direct(config: Config, databases: Databases, cases: Sequence[Case]
 async def _answer(
     config: Config, answer: Callable[[Request], Awaitable[Reply]], request: Request
 ) -> Reply:
+    size = len(request.map_name.encode()) + 1 + len(request.key.encode())
+    if size > config.server.max_request_bytes:
+        # The server reads no further than the length header of such a request.
+        return Reply.perm(FrameTooLargeError.reason)
     timeout = config.server.request_timeout
     try:
         with anyio.fail_after(timeout):
@@ -75,7 +83,7 @@ async def _answer(
     except TimeoutError:
         return Reply.timeout(f"lookup did not finish within {timeout:g}s")
     except Exception:
-        # The server logs it and answers this; the log handler shows it here too.
+        log.exception("map %s: lookup failed unexpectedly", request.map_name)
         return INTERNAL_ERROR
     try:
         encode_reply(reply, config.server.max_reply_bytes)

@@ -71,7 +71,11 @@ def example(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loaded]:
         (database_key,) = document["databases"]
         document["databases"][database_key] = {"url": database.url}
         config = tmp_path / "sockmapd.toml"
-        config.write_text(tomli_w.dumps(document))
+        # As [[tests]] tables, one header per test, as the example writes them.
+        tests_text = "".join(
+            "\n[[tests]]\n" + tomli_w.dumps(test) for test in document.pop("tests")
+        )
+        config.write_text(tomli_w.dumps(document) + tests_text)
         tests = tmp_path / "tests.toml"
         shutil.copy(directory / "tests.toml", tests)
         yield Loaded(name, config, tests, port)
@@ -125,6 +129,15 @@ def test_example_fails_when_its_data_changes(example: Loaded, tmp_path: Path) ->
     result = _sockmapd("test", "-c", str(example.config), str(wrong))
     assert result.returncode == 1, result.stdout
     assert f"FAILED {wrong}:1 {case['map']} " in result.stdout
+    # The same test in the config: --check-config --connect (the unit's ExecReload) refuses it.
+    config = tmp_path / "changed.toml"
+    config.write_text(example.config.read_text() + "\n" + wrong.read_text())
+    result = _sockmapd("--check-config", "--connect", "-c", str(config))
+    assert result.returncode == 1, result.stdout
+    assert f"FAILED {config}:" in result.stderr
+    passed = len(example.document()["tests"])
+    assert result.stderr.endswith(f"{config}: tests: 1 failed, {passed} passed\n")
+    assert result.stdout == ""
 
 
 def test_example_answers_postfix_as_its_tests_expect(

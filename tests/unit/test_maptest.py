@@ -130,6 +130,23 @@ def test_a_reply_over_max_reply_bytes_is_what_the_server_sends(
     assert 'got "TEMP reply too large, try again later"' in capsys.readouterr().out
 
 
+def test_a_request_over_max_request_bytes_is_what_the_server_sends(
+    quickstart: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = quickstart.read_text().replace("[server]", "[server]\nmax_request_bytes = 27")
+    config = _write(tmp_path / "small.toml", text)
+    # "recipient alice@example.com" is 27 bytes: one more is refused before any lookup.
+    tests = _write(
+        tmp_path / "t.toml",
+        '[[tests]]\nmap = "recipient"\nkey = "alice@example.com"\nexpect = "OK *"\n'
+        '[[tests]]\nmap = "recipient"\nkey = "alice@example.coms"\nexpect = "NOTFOUND"\n',
+    )
+    assert main(["test", "-c", str(config), str(tests)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tests} .F" in out
+    assert 'got "PERM request too large"' in out
+
+
 def test_check_config_connect_runs_the_config_tests(
     quickstart: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
