@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connect",
         action="store_true",
-        help="with --check-config: also connect to the databases and check tables and columns",
+        help="with --check-config: also connect to the databases, check tables and columns, "
+        "and run the config's [[tests]]",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -154,17 +155,23 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         dest="test_config",
         type=Path,
+        metavar="CONFIG",
         help=f"config whose maps and [[tests]] to use (default: {DEFAULT_CONFIG}; "
         "with --server only if given)",
     )
     test.add_argument(
         "-s",
         "--server",
+        metavar="ADDRESS",
         help="ask the running server at this address (tcp://HOST:PORT or unix:///path) "
         "instead of the databases",
     )
     test.add_argument(
-        "--timeout", type=float, default=10.0, help="with --server: seconds (default: 10)"
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --server: seconds to wait for each reply (default: 10)",
     )
     test.add_argument(
         "--junit-xml", type=Path, metavar="FILE", help="also write the results as JUnit XML"
