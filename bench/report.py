@@ -514,7 +514,12 @@ def workers_section(results: Results) -> list[str]:
         "| scenario | workers | req/s | against 1 worker | p99 ms | server CPU |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for base, label in (("sockmapd-hits", "cache hits"), ("sockmapd-sqlite", "cache off, SQLite")):
+    for base, label in (
+        ("sockmapd-hits", "cache hits"),
+        ("sockmapd-sqlite", "cache off, SQLite"),
+        ("sockmapd-mariadb", "cache off, MariaDB"),
+        ("sockmapd-postgresql", "cache off, PostgreSQL"),
+    ):
         one = points(results, base).get(ref)
         rows = [(1, one)] + [(w, points(results, f"{base}-workers{w}").get(ref)) for w in several]
         for workers, point in rows:
@@ -525,6 +530,38 @@ def workers_section(results: Results) -> list[str]:
                 f"| {label} | {workers} | {point['rps']:.0f} | {fmt(against)} | "
                 f"{fmt(point['p99_ms'])} | {point['server_cpu_share']:.2f} |"
             )
+    return [*lines, ""]
+
+
+def spread_section(results: Results) -> list[str]:
+    """How evenly two workers share short and long connections."""
+    spread = results.get("worker_spread")
+    if not spread:
+        return []
+    lines = [
+        "### Connections per worker",
+        "",
+        "Two workers, each accepting on its own `SO_REUSEPORT` socket; which worker "
+        "accepted each connection is read from /proc. Goal: the busiest worker serves at "
+        "most 1.5 times the quietest.",
+        "",
+    ]
+    if "error" in spread:
+        return [*lines, f"Not measured: {spread['error']}", ""]
+    lines += [
+        "| connections | per worker | busiest / quietest | goal |",
+        "|---|---|---:|---|",
+    ]
+    for label, what in (("short", "short (one request each)"), ("long", "long (held open)")):
+        entry = spread.get(label)
+        if not entry:
+            continue
+        skew = entry["busiest_to_quietest"]
+        ok = None if skew is None else skew <= 1.5
+        lines.append(
+            f"| {entry['connections']} {what} | {', '.join(map(str, entry['per_worker']))} | "
+            f"{fmt(skew)} | {verdict(ok)} |"
+        )
     return [*lines, ""]
 
 
@@ -629,6 +666,7 @@ SECTIONS: tuple[Callable[[Results], list[str]], ...] = (
     scenario_tables,
     logging_section,
     workers_section,
+    spread_section,
     memory_section,
     profile_section,
     generator_section,

@@ -63,6 +63,8 @@ from bench.databases import (
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+SPREAD_SHORT = 200
+SPREAD_LONG = 100
 IDLE_CONNECTIONS = 1000
 WARM_TIMEOUT = 300.0
 STARTUP_RUNS = 3
@@ -521,13 +523,18 @@ class Bench:
                     partial(self.ceiling, backend),
                     db_connections=counter,
                 )
-            self.measure_workers(sqlite, cache if refused is None else None)
+            self.measure_workers(
+                [b for b in (sqlite, servers.get("mariadb"), servers.get("postgresql")) if b],
+                cache if refused is None else None,
+            )
             self.measure(
                 "sockmapd-sqlite-info",
                 "sockmapd, cache off, sqlite, log level info (one line per request)",
                 lambda: self.sockmapd("sockmapd-sqlite-info", sqlite.sockmapd_url, level="info"),
             )
             if self.opts.extras:
+                if any(w > 1 for w in self.opts.workers):
+                    self.worker_spread(sqlite)
                 self.memory_idle(sqlite)
                 self.memory_cached()
                 self.startup(sqlite, servers.get("postgresql"))
@@ -543,8 +550,10 @@ class Bench:
         self.results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.results["load_average_at_end"] = os.getloadavg()[0]
 
-    def measure_workers(self, sqlite: Backend, cache: Mapping[str, float] | None) -> None:
-        """Cache hits and SQLite with the cache off, with each --workers count above 1.
+    def measure_workers(
+        self, backends: Sequence[Backend], cache: Mapping[str, float] | None
+    ) -> None:
+        """Cache hits and each database with the cache off, with each --workers count above 1.
 
         Only at the reference connection count: the point is the scaling with cores,
         compared with the one-process scenarios measured at the same count.
@@ -556,6 +565,7 @@ class Bench:
             else max(measured)
         ]
         for workers in (w for w in self.opts.workers if w > 1):
+            sqlite = backends[0]
             if cache is not None:
                 every_key = [found_key(i) for i in range(1000)] + [
                     missing_key(i) for i in range(1000)
@@ -568,15 +578,65 @@ class Bench:
                     prewarm=every_key,
                     connections=at,
                 )
-            name = f"sockmapd-sqlite-workers{workers}"
-            self.measure(
-                name,
-                f"sockmapd, cache off, sqlite, {workers} worker processes",
-                partial(self.sockmapd, name, sqlite.sockmapd_url, workers=workers),
-                # One answered request: the workers accept once the listener is bound.
-                prewarm=[found_key(1)],
-                connections=at,
-            )
+            for backend in backends:
+                name = f"sockmapd-{backend.name}-workers{workers}"
+                self.measure(
+                    name,
+                    f"sockmapd, cache off, {backend.name}, {workers} worker processes",
+                    partial(self.sockmapd, name, backend.sockmapd_url, workers=workers),
+                    # One answered request: the workers accept once the listener is bound.
+                    prewarm=[found_key(1)],
+                    connections=at,
+                )
+
+    def worker_spread(self, sqlite: Backend) -> None:
+        """How evenly two workers share SPREAD_SHORT short and SPREAD_LONG long connections.
+
+        Which worker accepted a connection is read from /proc: the server side of
+        each accepted connection is a socket inode that one worker holds.
+        """
+        log("workers: spread of connections over 2 worker processes")
+        entry: dict[str, Any] = {"workers": 2}
+        self.results["worker_spread"] = entry
+        try:
+            name = "sockmapd-spread"
+            with running(self.sockmapd(name, sqlite.sockmapd_url, workers=2)) as server:
+                ask(server.port, found_key(1))
+                pids = children_of(server.pid)
+                short = dict.fromkeys(pids, 0)
+                for i in range(SPREAD_SHORT):
+                    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                        sock.sendall(netstring(f"{MAP_NAME} {found_key(i % 1000)}".encode()))
+                        read_reply(sock, bytearray())
+                        pid = serving_pid(sock, pids)
+                        if pid is not None:
+                            short[pid] += 1
+                socks: list[socket.socket] = []
+                try:
+                    for i in range(SPREAD_LONG):
+                        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                        socks.append(sock)
+                        sock.sendall(netstring(f"{MAP_NAME} {found_key(i % 1000)}".encode()))
+                        read_reply(sock, bytearray())
+                    held = dict.fromkeys(pids, 0)
+                    for sock in socks:
+                        pid = serving_pid(sock, pids)
+                        if pid is not None:
+                            held[pid] += 1
+                finally:
+                    for sock in socks:
+                        sock.close()
+            for label, counts in (("short", short), ("long", held)):
+                values = sorted(counts.values())
+                entry[label] = {
+                    "connections": SPREAD_SHORT if label == "short" else SPREAD_LONG,
+                    "per_worker": values,
+                    "busiest_to_quietest": values[-1] / values[0] if values[0] else None,
+                }
+            log(f"workers spread: {entry}")
+        except (RuntimeError, OSError, EOFError) as exc:
+            entry["error"] = str(exc)[-1500:]
+            log(f"workers spread: FAILED: {exc}")
 
     def memory_idle(self, sqlite: Backend) -> None:
         """RSS of sockmapd before and with IDLE_CONNECTIONS idle connections."""
@@ -716,6 +776,35 @@ class Bench:
         except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
             entry["error"] = str(exc)[-1500:]
             log(f"profile: FAILED: {exc}")
+
+
+def children_of(pid: int) -> list[int]:
+    """Return the pids of the children of pid (Linux)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(word) for word in text.split()]
+
+
+def serving_pid(client: socket.socket, pids: Sequence[int]) -> int | None:
+    """Return which of pids holds the server side of the client's TCP connection."""
+    local = client.getsockname()
+    wanted = f"{local[1]:04X}"
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        # The server side: its remote end is the client's local port, established.
+        if fields[2].rsplit(":", 1)[1] == wanted and fields[3] == "01":
+            inode = fields[9]
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) == target:
+                    return pid
+            except OSError:
+                continue
+    return None
 
 
 def first_answer(server: Server) -> float:

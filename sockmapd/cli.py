@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -64,8 +64,12 @@ exit status:
   2  usage error, or a config or test file that does not load
 """
 IMPORT_EPILOG = """\
-Each file becomes one map, named by the next --name or after the file, and one
-database named after the map (files with the same connection settings share one).
+Each file becomes one map and one database named after the map (files with the
+same connection settings share one). A --name names the first file after it that
+no earlier --name names, so both of these work:
+  --name A mysql:a.cf --name B mysql:b.cf
+  --name A --name B mysql:a.cf mysql:b.cf
+A file without a --name is named after the file, without .cf.
 Parameters that cannot be carried over are listed on stderr as FILE: NAME: REASON.
 
 exit status:
@@ -85,7 +89,76 @@ def _port(text: str) -> int:
     return port
 
 
-def _parser() -> argparse.ArgumentParser:
+class _ToolParser(argparse.ArgumentParser):
+    """The parser of a `sockmapd config` tool; import-postfix's lets --name and files alternate.
+
+    argparse reads all the files of one positional in one run, so a file after a --name
+    that follows another file would be an unrecognized argument. With `names_files` set,
+    the options and the files are parsed apart (parse_known_intermixed_args), and each
+    file is then paired with its --name by the order of the arguments: `tables` becomes a
+    list of (TYPE:FILE, MAP or None).
+    """
+
+    names_files = False
+    _parsing = False
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: Any = None
+    ) -> tuple[Any, list[str]]:
+        if not self.names_files or self._parsing:
+            return super().parse_known_args(args, namespace)
+        arguments = list(sys.argv[1:] if args is None else args)
+        self._parsing = True
+        try:
+            parsed, extras = self.parse_known_intermixed_args(arguments, namespace)
+        finally:
+            self._parsing = False
+        if extras:
+            return parsed, extras
+        tables, unused = _name_files(arguments)
+        if unused:
+            names = ", ".join(f"--name {name}" for name in unused)
+            self.error(
+                f"{names}: no file left to name (a --name names the first file after it "
+                "that no earlier --name names)"
+            )
+        parsed.tables = tables
+        return parsed, extras
+
+
+def _is_option(text: str, option: str) -> bool:
+    """Whether text is option or an abbreviation of it, as argparse accepts them."""
+    return len(text) > 2 and text.startswith("--") and option.startswith(text)
+
+
+def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """Pair import-postfix's files with their --name; also return the names left over.
+
+    The arguments are ones argparse accepted, so every option is --name (with its value
+    inline or next), --show-secrets, or an abbreviation of one of them. Each file takes
+    the oldest --name before it that no earlier file took.
+    """
+    pending: list[str] = []
+    tables: list[tuple[str, str | None]] = []
+    remaining = iter(arguments)
+    files_only = False
+    for argument in remaining:
+        if not files_only:
+            option, inline, value = argument.partition("=")
+            if argument == "--":
+                files_only = True
+                continue
+            if _is_option(option, "--name"):
+                pending.append(value if inline else next(remaining))
+                continue
+            if _is_option(option, "--show-secrets"):
+                continue
+        tables.append((argument, pending.pop(0) if pending else None))
+    return tables, pending
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser (also read by the man page and completion generators)."""
     parser = argparse.ArgumentParser(
         prog="sockmapd",
         description="Answer Postfix and Sendmail socketmap lookups from SQL tables.",
@@ -96,6 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
+        metavar="FILE",
         help=f"config file, TOML or legacy JSON (default: {DEFAULT_CONFIG})",
     )
     parser.add_argument(
@@ -130,15 +204,23 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         dest="query_config",
         type=Path,
+        metavar="FILE",
         help="take the server address from this config's first listener",
     )
     target.add_argument(
         "-s",
         "--server",
+        metavar="ADDRESS",
         help="server address, tcp://HOST:PORT or unix:///path "
         f"(default: first listener of {DEFAULT_CONFIG} if it exists, else {DEFAULT_QUERY_ADDRESS})",
     )
-    query.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    query.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait (default: 10)",
+    )
     query.add_argument("map", metavar="MAP", help="map name")
     query.add_argument("keys", metavar="KEY", nargs="+", help="key to look up")
 
@@ -179,14 +261,16 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("files", nargs="*", type=Path, metavar="FILE", help="test file")
 
     config_cmd = commands.add_parser("config", help="config file tools")
-    config_tools = config_cmd.add_subparsers(dest="config_command", metavar="TOOL", required=True)
+    config_tools = config_cmd.add_subparsers(
+        dest="config_command", metavar="TOOL", required=True, parser_class=_ToolParser
+    )
     convert = config_tools.add_parser(
         "convert",
         help="print a config (legacy JSON or TOML) as canonical TOML",
         description="Print the config as canonical TOML; passwords are masked "
         "unless --show-secrets is given.",
     )
-    convert.add_argument("file", type=Path, metavar="FILE")
+    convert.add_argument("file", type=Path, metavar="FILE", help="config file, TOML or legacy JSON")
     convert.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
@@ -216,17 +300,18 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="MAP",
-        help="map name of the next file, in order (default: the file name without .cf)",
+        help="map name of the next file (default: the file name without .cf)",
     )
     postfix.add_argument(
         "--show-secrets", action="store_true", help="print passwords instead of a mask"
     )
+    postfix.names_files = True
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit status."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "query":
         return _query(args)
     if args.command == "test":
@@ -398,17 +483,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _import_postfix(args: argparse.Namespace) -> int:
-    names: list[str] = args.name
-    if len(names) > len(args.tables):
-        print(
-            f"sockmapd config import-postfix: {len(names)} --name options "
-            f"but only {len(args.tables)} files",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    tables: list[tuple[str, str | None]] = args.tables
     sources: list[PostfixSource] = []
     unreadable = False
-    for index, argument in enumerate(args.tables):
+    for argument, name in tables:
         table_type, path = split_table_argument(argument)
         try:
             text = read_bounded_text(Path(path), MAX_CONFIG_BYTES, "the file", regular=False)
@@ -416,7 +494,6 @@ def _import_postfix(args: argparse.Namespace) -> int:
             print(f"{path}: {exc}", file=sys.stderr)
             unreadable = True
             continue
-        name = names[index] if index < len(names) else None
         sources.append(PostfixSource(path, text, table_type, name))
     if unreadable:
         return EXIT_USAGE

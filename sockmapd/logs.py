@@ -24,7 +24,7 @@ from time import perf_counter
 
 from sockmapd.config import LogConfig
 from sockmapd.config.addresses import parse_host_port
-from sockmapd.protocol import Reply
+from sockmapd.protocol import Status
 
 LOGGER_NAME = "sockmapd"
 REQUEST_LOGGER_NAME = "sockmapd.request"
@@ -56,7 +56,7 @@ class RequestFields:
     ms: float
 
 
-def log_request(peer: str, payload: bytes, reply: Reply, started: float) -> None:
+def log_request(peer: str, payload: bytes, status: Status, started: float) -> None:
     """Log one answered request at info level; KEEPALIVE probes are never logged."""
     # The request path is hot: with info off this test is all it costs.
     if not _request_log.isEnabledFor(logging.INFO):
@@ -72,7 +72,7 @@ def log_request(peer: str, payload: bytes, reply: Reply, started: float) -> None
         peer,
         map_name.decode("utf-8", errors="backslashreplace"),
         key,
-        reply.status.value,
+        status.value,
         (perf_counter() - started) * 1000.0,
     )
     _request_log.info(REQUEST_MESSAGE, extra={"request": fields})

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from sockmapd.backends.errors import DatabaseUnavailable
+from sockmapd.backends.errors import DatabaseError, DatabaseUnavailable
 from sockmapd.backends.hosts import HostList
 from sockmapd.backends.tls import client_tls_context
 from sockmapd.config import DatabaseConfig, Endpoint
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 # is accepted instead.
 _SERVER_READ_ONLY_MODES = frozenset({"read-write", "read-only"})
 _READ_ONLY_SESSION = "SET SESSION default_transaction_read_only = on"
+# asyncpg's default: the statements of the maps stay prepared on each connection.
+_ASYNCPG_STATEMENT_CACHE = 100
 
 
 class RoleMismatch(Exception):
@@ -38,11 +41,22 @@ class DriverConnect(Protocol):
 
 
 class Connector:
-    """Opens raw connections of one database, for its engine and for its lookup pool."""
+    """Opens raw connections of one database, for its engine and for its lookup pool.
 
-    def __init__(self, name: str, db: DatabaseConfig) -> None:
+    explain is the driver's translate(): a host's failure that it gives a hint for
+    (such as PgBouncer refusing a startup setting) passes the hint on with the
+    DatabaseUnavailable raised when no host was usable.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        db: DatabaseConfig,
+        explain: Callable[[BaseException], DatabaseError] | None = None,
+    ) -> None:
         self.name = name
         self._db = db
+        self._explain = explain
         self._hosts: HostList[Endpoint] = HostList(
             db.endpoints(), order=db.host_order, retry_interval=db.retry_interval
         )
@@ -50,7 +64,13 @@ class Connector:
         self._connect_one: DriverConnect = (
             self._connect_mysql if db.dialect == "mysql" else self._connect_postgresql
         )
-        self._read_only_at_startup = db.target_session_attrs not in _SERVER_READ_ONLY_MODES
+        # Behind PgBouncer (transaction or statement pooling) a session setting would
+        # stay on one server connection and not follow the lookups: none is made, and
+        # the role's privileges (and its own settings) guard the data.
+        self._read_only_session = not db.pgbouncer
+        self._read_only_at_startup = (
+            self._read_only_session and db.target_session_attrs not in _SERVER_READ_ONLY_MODES
+        )
         # Which host each open connection went to, for beside().
         self._origins: weakref.WeakKeyDictionary[Any, Endpoint] = weakref.WeakKeyDictionary()
 
@@ -62,6 +82,7 @@ class Connector:
     async def __call__(self) -> Any:
         """Return a connection to the first usable host; raise DatabaseUnavailable if none."""
         errors: list[str] = []
+        hint: str | None = None
         fallback: tuple[Endpoint, Any] | None = None
         for endpoint in self._hosts.candidates():
             try:
@@ -74,6 +95,8 @@ class Connector:
             except Exception as exc:
                 reason = _describe(exc, self._db.connect_timeout)
                 errors.append(f"{endpoint}: {reason}")
+                if hint is None and self._explain is not None:
+                    hint = self._explain(exc).hint
                 if not self._hosts.is_skipped(endpoint):
                     log.warning(
                         "database %s: host %s failed (%s); skipping it for %gs",
@@ -109,7 +132,8 @@ class Connector:
             self._origins[fallback[1]] = fallback[0]
             return fallback[1]
         raise DatabaseUnavailable(
-            f"database {self.name}: no usable host ({'; '.join(errors) or 'no hosts'})"
+            f"database {self.name}: no usable host ({'; '.join(errors) or 'no hosts'})",
+            hint=hint,
         )
 
     async def beside(self, conn: Any) -> Any:
@@ -155,6 +179,9 @@ class Connector:
             timeout=db.connect_timeout,
             ssl=self._tls if self._tls is not None else False,
             server_settings=self._pg_startup_settings,
+            # Behind PgBouncer a named prepared statement would stay on the server
+            # connection it was made on: without the cache asyncpg uses unnamed ones.
+            statement_cache_size=0 if db.pgbouncer else _ASYNCPG_STATEMENT_CACHE,
         )
 
     @property
@@ -169,7 +196,7 @@ class Connector:
     async def _pg_accept(self, conn: Any) -> tuple[bool, bool]:
         """Return _pg_role's verdict; a matching session is read-only when this returns."""
         ok, acceptable = await self._pg_role(conn)
-        if ok and not self._read_only_at_startup:
+        if ok and self._read_only_session and not self._read_only_at_startup:
             await conn.execute(_READ_ONLY_SESSION)
         return ok, acceptable
 

@@ -180,18 +180,54 @@ def _create_database(name: str, db: DatabaseConfig, settings: Settings) -> Datab
         args, kwargs = engine.dialect.create_connect_args(engine.url)
         sqlite = SqliteDriver(args, kwargs)
         return Database(name, db, engine, _lookup_pool(name, db, sqlite, sqlite.connect), settings)
-    connector = Connector(name, db)
-    driver: Driver = (
-        PostgresDriver() if db.dialect == "postgresql" else MysqlDriver(connector.beside)
-    )
+    driver: Driver
+    if db.dialect == "postgresql":
+        postgres = PostgresDriver(name, pgbouncer=db.pgbouncer)
+        connector = Connector(name, db, explain=postgres.translate)
+        driver = postgres
+    else:
+        connector = Connector(name, db)
+        driver = MysqlDriver(connector.beside)
+    if db.pgbouncer:
+        engine = _pgbouncer_engine(url, connector)
+    else:
+        engine = create_async_engine(
+            URL.create(url.drivername),
+            async_creator=connector,
+            isolation_level="AUTOCOMMIT",
+            hide_parameters=True,
+            poolclass=NullPool,
+        )
+    return Database(name, db, engine, _lookup_pool(name, db, driver, connector), settings)
+
+
+def _pgbouncer_engine(url: URL, connector: Connector) -> AsyncEngine:
+    """Return an engine whose statements stay within one transaction, as PgBouncer needs.
+
+    SQLAlchemy's asyncpg adapter prepares each statement under a name and caches it:
+    behind PgBouncer a later use of the name may reach a server connection that does
+    not have it, and a name left on a server connection may clash with another
+    client's (asyncpg numbers them per process). An empty name makes it the unnamed
+    statement, which asyncpg (its statement cache off) parses again with each
+    execution, and the adapter caches nothing.
+    """
+
+    def creator() -> Any:
+        dbapi: Any = engine.sync_engine.dialect.dbapi
+        return dbapi.connect(
+            async_creator_fn=connector,
+            prepared_statement_cache_size=0,
+            prepared_statement_name_func=lambda: "",
+        )
+
     engine = create_async_engine(
         URL.create(url.drivername),
-        async_creator=connector,
+        creator=creator,
         isolation_level="AUTOCOMMIT",
         hide_parameters=True,
         poolclass=NullPool,
     )
-    return Database(name, db, engine, _lookup_pool(name, db, driver, connector), settings)
+    return engine
 
 
 def _lookup_pool(

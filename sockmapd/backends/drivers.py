@@ -36,6 +36,15 @@ _MYSQL_LOST = frozenset({2006, 2013, 2055, 4031})
 # exceptions (08) and an administrator or crash shutdown (57P01..57P03).
 _PG_LOST = ("08", "57P01", "57P02", "57P03")
 _PG_QUERY_CANCELED = "57014"
+# A named prepared statement that does not exist (invalid_sql_statement_name) or exists
+# already (duplicate_prepared_statement) on the server: behind PgBouncer in transaction
+# or statement pooling, each transaction may run on another server connection, and
+# asyncpg's named statements do not follow.
+_PG_STATEMENT_ELSEWHERE = frozenset({"26000", "42P05"})
+# PgBouncer refuses a startup parameter it does not track with protocol_violation and
+# "unsupported startup parameter: NAME"; the code alone is too broad to tell.
+_PG_PROTOCOL_VIOLATION = "08P01"
+_PG_REFUSED_STARTUP = "startup parameter"
 # Query execution was interrupted (KILL QUERY), maximum statement execution time
 # exceeded (max_statement_time): the statement stopped, the connection is fine.
 _MYSQL_INTERRUPTED = frozenset({1317, 1969, 3024})
@@ -96,10 +105,24 @@ def _unknown(exc: BaseException) -> DatabaseError:
 class PostgresDriver:
     """asyncpg: Connection.fetch keeps the statement prepared on each connection.
 
+    Behind PgBouncer (pgbouncer = true) the connector turns asyncpg's statement cache
+    off, and fetch then uses the unnamed statement: asyncpg parses and describes it,
+    then parses it again together with its execution, two round trips where a cached
+    statement takes one, and both in one pooled transaction (the first ends in Flush,
+    not Sync), so PgBouncer keeps them on one server connection.
+
     asyncpg's own timeout sends the server a cancel request when it passes, and
     closing the connection politely waits for that cancel to be acknowledged, so a
     timed-out query stops on the server too.
+
+    database and pgbouncer only shape the hint of an error that shows PgBouncer in
+    front of a database not configured for it.
     """
+
+    def __init__(self, database: str = "NAME", *, pgbouncer: bool = False) -> None:
+        self._pooler_advice = (
+            None if pgbouncer else f"set pgbouncer = true in [databases.{database}]"
+        )
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
@@ -145,12 +168,31 @@ class PostgresDriver:
         if isinstance(exc, asyncpg.PostgresError):
             state = str(getattr(exc, "sqlstate", "") or "")
             if state.startswith(_PG_LOST):
-                return ConnectionLost(_one_line(exc))
+                return ConnectionLost(_one_line(exc), hint=self._pooler_hint(state, exc))
             if state == _PG_QUERY_CANCELED:
                 # statement_timeout on the server, or a cancel request.
                 return QueryTimeout(_one_line(exc))
-            return QueryFailed(_one_line(exc))
+            return QueryFailed(_one_line(exc), hint=self._pooler_hint(state, exc))
         return _unknown(exc)
+
+    def _pooler_hint(self, state: str, exc: BaseException) -> str | None:
+        """Return what to set when exc shows a pooler the database is not configured for."""
+        if self._pooler_advice is None:
+            return None
+        # The first line: asyncpg appends its own hint on further lines.
+        first = " ".join(str(exc).split("\n", 1)[0].split())[:200]
+        if state in _PG_STATEMENT_ELSEWHERE:
+            return (
+                f"a prepared statement is not on the server connection it was made on "
+                f"({first}); if this is PgBouncer in transaction or statement pooling, "
+                f"{self._pooler_advice}"
+            )
+        if state == _PG_PROTOCOL_VIOLATION and _PG_REFUSED_STARTUP in first:
+            return (
+                f"the server refused a startup setting ({first}); if this is PgBouncer, "
+                f"{self._pooler_advice}"
+            )
+        return None
 
 
 class MysqlDriver:

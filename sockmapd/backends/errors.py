@@ -12,9 +12,17 @@ from __future__ import annotations
 
 
 class DatabaseError(Exception):
-    """A lookup could not get an answer from its database: the reply is TEMP or TIMEOUT."""
+    """A lookup could not get an answer from its database: the reply is TEMP or TIMEOUT.
+
+    hint, when set, names the configuration change that would prevent the error (for
+    example the option a database behind PgBouncer needs); the pool logs it once.
+    """
 
     kind = "query_error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 class QueryTimeout(DatabaseError):
@@ -59,6 +67,6 @@ class QueryFailed(DatabaseError):
 
     kind = "query_error"
 
-    def __init__(self, message: str, *, reusable: bool = True) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, reusable: bool = True, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.reusable = reusable

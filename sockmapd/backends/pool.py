@@ -80,6 +80,8 @@ class DriverPool:
         self._closing: set[asyncio.Future[None]] = set()
         self._closed = False
         self._draining = False
+        # A hint (the option a database behind PgBouncer needs) is logged once per pool.
+        self._hinted = False
 
     @property
     def size(self) -> int:
@@ -141,6 +143,8 @@ class DriverPool:
     def release(self, lease: Lease, failure: BaseException | None = None) -> None:
         """Give a connection back after a lookup that ended with failure (None: it answered)."""
         self._in_use -= 1
+        if isinstance(failure, DatabaseError) and failure.hint is not None:
+            self._hint(failure.hint)
         if failure is not None and not (isinstance(failure, QueryFailed) and failure.reusable):
             if isinstance(failure, ConnectionLost):
                 # After a database restart or failover every connection open at
@@ -191,6 +195,12 @@ class DriverPool:
         if self._closing:
             await asyncio.wait(list(self._closing), timeout=2.0)
 
+    def _hint(self, hint: str) -> None:
+        """Log, once, the configuration change that would prevent this pool's failures."""
+        if not self._hinted:
+            self._hinted = True
+            log.warning("database %s: %s", self.name, hint)
+
     def _usable(self, lease: Lease) -> bool:
         return lease.born > self._retired_before and self._clock() - lease.born < self._recycle
 
@@ -201,6 +211,8 @@ class DriverPool:
         except BaseException as exc:
             self._open -= 1
             self._pass_slot()
+            if isinstance(exc, DatabaseError) and exc.hint is not None:
+                self._hint(exc.hint)
             if isinstance(exc, Exception) and not isinstance(exc, DatabaseError):
                 raise DatabaseUnavailable(f"database {self.name}: {exc}") from exc
             raise

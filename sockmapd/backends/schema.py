@@ -73,11 +73,48 @@ async def _check_query(
     }
     try:
         # The session is read-only, like every lookup's: running it writes nothing.
+        # Behind PgBouncer (pgbouncer = true) no session setting survives, and the
+        # role's privileges guard the data here as they do for the lookups.
         await conn.execute(statement, params)
     except EngineError as exc:
         message = " ".join(str(getattr(exc, "orig", None) or exc).split())
         return [Problem(f"maps.{map_name}.query", f"fails on database {db_name!r}: {message}")]
     return []
+
+
+async def _check_literal_reading(
+    conn: AsyncConnection, db: DatabaseConfig, db_name: str, maps: dict[str, MapConfig]
+) -> list[Problem]:
+    """Return a problem when the server reads a map's string literals other than sockmapd did.
+
+    Queries are read at load with each server's default syntax; a server set to
+    read literals otherwise would end a literal elsewhere.
+    """
+    queries = {name: m.query for name, m in maps.items() if m.query is not None}
+    backslash = sorted(name for name, query in queries.items() if "\\" in query)
+    quoted = sorted(name for name, query in queries.items() if '"' in query)
+    found: list[str] = []
+    if db.dialect == "mysql" and (backslash or quoted):
+        mode = str((await conn.execute(text("SELECT @@SESSION.sql_mode"))).scalar() or "")
+        modes = set(mode.upper().split(","))
+        if backslash and "NO_BACKSLASH_ESCAPES" in modes:
+            found.append(
+                f"sql_mode has NO_BACKSLASH_ESCAPES, but the queries of {', '.join(backslash)} "
+                "were read with backslash escapes (the server's default)"
+            )
+        if quoted and "ANSI_QUOTES" in modes:
+            found.append(
+                f"sql_mode has ANSI_QUOTES, but the queries of {', '.join(quoted)} were read "
+                'with "..." as strings (the server\'s default)'
+            )
+    elif db.dialect == "postgresql" and backslash:
+        setting = (await conn.execute(text("SHOW standard_conforming_strings"))).scalar()
+        if setting != "on":
+            found.append(
+                "standard_conforming_strings is off, but the queries of "
+                f"{', '.join(backslash)} were read with it on (the default since 9.1)"
+            )
+    return [Problem(f"databases.{db_name}", message) for message in found]
 
 
 async def check_databases(config: Config, databases: Databases) -> list[Problem]:
@@ -88,9 +125,10 @@ async def check_databases(config: Config, databases: Databases) -> list[Problem]
         db = config.databases[db_name]
         # A server that accepts the connection and then says nothing must not
         # hang the check: each statement gets query_timeout, the login connect_timeout.
-        limit = db.connect_timeout + db.query_timeout * (1 + 2 * len(maps))
+        limit = db.connect_timeout + db.query_timeout * (2 + 2 * len(maps))
         try:
             async with asyncio.timeout(limit), database.engine.connect() as conn:
+                problems.extend(await _check_literal_reading(conn, db, db_name, maps))
                 for map_name, map_config in maps.items():
                     if map_config.is_query:
                         found = await _check_query(conn, db, db_name, map_name, map_config)

@@ -193,6 +193,7 @@ class DatabaseConfig(Model):
     retry_interval: Seconds = 60.0
     host_order: HostOrder = "in_order"
     target_session_attrs: TargetSessionAttrs | None = None
+    pgbouncer: StrictBool = False
 
     @field_validator("url")
     @classmethod
@@ -367,6 +368,22 @@ class DatabaseConfig(Model):
         dialect = _database_dialect(info)
         if dialect is not None and dialect != "postgresql":
             raise ValueError("only supported for PostgreSQL databases")
+        return value
+
+    @field_validator("pgbouncer")
+    @classmethod
+    def _pgbouncer_for_postgresql(cls, value: bool, info: ValidationInfo) -> bool:
+        if not value:
+            return value
+        dialect = _database_dialect(info)
+        if dialect is not None and dialect != "postgresql":
+            raise ValueError("only supported for PostgreSQL databases")
+        if info.data.get("target_session_attrs") not in (None, "any"):
+            raise ValueError(
+                "cannot be combined with target_session_attrs: behind PgBouncer each "
+                "transaction may run on another server connection, so the role of one "
+                "says nothing about the next; point PgBouncer at the servers to use instead"
+            )
         return value
 
     def sqlalchemy_url(self) -> URL:

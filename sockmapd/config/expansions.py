@@ -521,7 +521,8 @@ def compile_query(text: str, dialect: QueryDialect | None = None) -> BoundQuery:
             f"the query is empty: write a SELECT that uses the key, e.g. {_EXAMPLE}"
         )
     bound = _QueryCompiler(text, dialect).run()
-    stripped = text.lstrip()
+    # A UNION of parenthesised SELECTs, "(SELECT ...) UNION (SELECT ...)", starts with '('.
+    stripped = text.lstrip().lstrip("(").lstrip()
     first = _WORD_RE.match(stripped)
     first_word = first.group() if first else stripped[:1]
     if first_word.upper() not in ("SELECT", "WITH") or not first_word.isascii():
@@ -534,4 +535,26 @@ def compile_query(text: str, dialect: QueryDialect | None = None) -> BoundQuery:
             "the query uses no expansion, so every key would get the same answer: "
             f"compare a column with '%s' (or %u, %d, %1 .. %9), e.g. {_EXAMPLE}"
         )
+    _check_placeholders(bound)
     return bound
+
+
+_PLACEHOLDER_RE = re.compile(r"%\(([^)]+?)\)s")
+_TEXT_BIND_RE = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+
+
+def _check_placeholders(bound: BoundQuery) -> None:
+    """Refuse SQL whose parameters SQLAlchemy would misplace for a positional driver.
+
+    SQLAlchemy writes each parameter as %(name)s and then finds them again with a
+    pattern; a '%(' earlier in the text without a ')' before the parameter is taken
+    for the start of one, and the statement comes out broken.
+    """
+    names = {parameter.name for parameter in bound.parameters}
+    rendered = _TEXT_BIND_RE.sub(r"%(\1)s", bound.sql).replace("\\:", ":")
+    for found in _PLACEHOLDER_RE.findall(rendered):
+        if found not in names:
+            raise TemplateError(
+                "'%(' before an expansion, with no ')' between them, cannot be compiled: "
+                "put a space between '%' and '(' (a % (b)), or a ')' before the expansion"
+            )

@@ -23,6 +23,12 @@ _LIST_SEPARATORS_RE = re.compile(r"[\s,]+")
 _DATABASE_NAME_CHARS_RE = re.compile(r"[^A-Za-z0-9_-]")
 _MAX_DATABASE_NAME = 64
 _DIGITS_RE = re.compile(r"[0-9]+")
+# The whitespace of Postfix's ISSPACE(): ASCII only.
+_CF_SPACE = " \t\n\v\f\r"
+# split_nameval(): a name (up to whitespace or '='), optional whitespace, '=', the value.
+_NAME_VALUE_RE = re.compile(r"(?P<name>[^ \t\n\v\f\r=]+)[ \t\n\v\f\r]*=(?P<value>.*)", re.DOTALL)
+_BOM = "\ufeff"
+_BOM_FIX = ": save the file without it"
 # Postfix's own default when hosts is empty (mysql and pgsql).
 _DEFAULT_HOST = "localhost"
 
@@ -129,34 +135,62 @@ def split_table_argument(text: str) -> tuple[PostfixType | None, str]:
     return None, text
 
 
-def parse_cf(text: str) -> dict[str, str]:
-    """Return the parameters of Postfix main.cf-style text; raise ValueError naming the line."""
+@dataclass(frozen=True, slots=True)
+class CfFile:
+    """The parameters of a Postfix table file, and the lines Postfix skips with a warning."""
+
+    parameters: dict[str, str]
+    # The first line of each logical line that starts with whitespace.
+    ignored_lines: tuple[int, ...] = ()
+
+
+def parse_cf(text: str) -> CfFile:
+    """Read table-file text as Postfix does; raise ValueError naming the line Postfix rejects.
+
+    Postfix reads these files with readllines() and split_nameval(): a line that starts
+    with whitespace continues the logical line before it, joined as it is (only the line
+    break goes); blank lines, whitespace-only lines and lines whose first non-whitespace
+    character is '#' are skipped and end no logical line; 'name = value' may have any
+    whitespace, or none, around '='; the value is trimmed at both ends; a parameter
+    given again replaces the earlier value. Whitespace is ASCII whitespace only, lines
+    end at LF only, and a byte-order mark is text like any other.
+    """
     logical: list[tuple[int, str]] = []
-    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
+    for number, line in enumerate(text.split("\n"), start=1):
+        content = line.lstrip(_CF_SPACE)
+        if not content or content.startswith("#"):
             continue
-        if line[0].isspace():
-            if not logical:
-                raise ValueError(
-                    f"line {number}: a line that starts with whitespace continues the line "
-                    "before it, but no parameter came before"
-                )
+        if line[0] in _CF_SPACE and logical:
             start, previous = logical[-1]
-            logical[-1] = (start, f"{previous.rstrip()} {stripped}")
+            logical[-1] = (start, previous + line)
         else:
             logical.append((number, line))
     parameters: dict[str, str] = {}
+    ignored: list[int] = []
     for number, line in logical:
-        name, sep, value = line.partition("=")
-        name = name.strip()
-        if not sep:
-            raise ValueError(f"line {number}: expected 'name = value', found no '='")
-        if not name or any(c.isspace() for c in name):
-            raise ValueError(f"line {number}: expected 'name = value', found {name!r} before '='")
-        # As in Postfix, a parameter given twice takes its last value.
-        parameters[name] = value.strip()
-    return parameters
+        if line[0] in _CF_SPACE:
+            # Only the first lines of a file can start a logical line with whitespace:
+            # Postfix warns "logical line must not start with whitespace" and skips it.
+            ignored.append(number)
+            continue
+        match = _NAME_VALUE_RE.fullmatch(line)
+        if match is None:
+            raise ValueError(f"line {number}: {_syntax_problem(line)}")
+        parameters[match["name"]] = match["value"].strip(_CF_SPACE)
+    return CfFile(parameters, tuple(ignored))
+
+
+def _syntax_problem(line: str) -> str:
+    before, sep, _ = line.partition("=")
+    if sep:
+        problem = f"expected 'name = value', found {before.strip(_CF_SPACE)!r} before '='"
+    else:
+        problem = "expected 'name = value', found no '='"
+    if line.startswith(_BOM):
+        problem += (
+            f" (the file starts with a byte-order mark, which Postfix reads as text{_BOM_FIX})"
+        )
+    return problem
 
 
 def import_postfix(sources: Sequence[PostfixSource]) -> PostfixImport:
@@ -237,11 +271,12 @@ class _Converted:
 
 def _convert(source: PostfixSource, map_name: str, database_name: str) -> _Converted:
     try:
-        parameters = parse_cf(source.text)
+        cf_file = parse_cf(source.text)
     except ValueError as exc:
         result = _Converted(source.origin, "mysql", map_name, database_name)
         result.problems.append(str(exc))
         return result
+    parameters = cf_file.parameters
     table_type = source.table_type
     if table_type is None:
         if "dbpath" not in parameters:
@@ -255,19 +290,35 @@ def _convert(source: PostfixSource, map_name: str, database_name: str) -> _Conve
     result = _Converted(source.origin, table_type, map_name, database_name)
     for name in parameters:
         if name not in PARAMETERS[table_type]:
-            result.drop(name, _unknown_reason(name, table_type))
+            result.drop(name.removeprefix(_BOM), _unknown_reason(name, table_type))
     if table_type == "sqlite":
         _sqlite_database(parameters, result)
     else:
         _server_database(parameters, result)
     _map_entry(parameters, result)
-    # Report in the order of the file.
-    order = {name: index for index, name in enumerate(parameters)}
+    # Report in the order of the file; the skipped lines come before every parameter.
+    order: dict[str, int] = {}
+    for index, name in enumerate(parameters):
+        order.setdefault(name.removeprefix(_BOM), index)
     result.dropped.sort(key=lambda dropped: order.get(dropped.parameter, len(order)))
+    result.dropped[:0] = [
+        DroppedParameter(
+            source.origin,
+            f"line {number}",
+            "starts with whitespace but continues no parameter before it; Postfix skips "
+            "it with a warning (logical line must not start with whitespace)",
+        )
+        for number in cf_file.ignored_lines
+    ]
     return result
 
 
 def _unknown_reason(name: str, table_type: PostfixType) -> str:
+    if name.startswith(_BOM):
+        return (
+            "the file starts with a byte-order mark, which Postfix reads as part of this "
+            f"name, so Postfix ignores this line too{_BOM_FIX}"
+        )
     others = [kind for kind in POSTFIX_TYPES if kind != table_type and name in PARAMETERS[kind]]
     if others:
         return (
@@ -413,7 +464,7 @@ def _query(parameters: dict[str, str], result: _Converted) -> str | None:
         for name in (*_SELECT_FUNCTION, *_LEGACY_QUERY):
             if name in parameters and name in PARAMETERS[result.table_type]:
                 result.drop(name, "ignored, as by Postfix, because query is set")
-        return parameters["query"]
+        return _without_final_semicolon(parameters["query"])
     if result.table_type == "pgsql" and parameters.get("select_function"):
         for name in legacy:
             result.drop(name, "ignored, as by Postfix, because select_function is set")
@@ -434,6 +485,16 @@ def _query(parameters: dict[str, str], result: _Converted) -> str | None:
     else:
         result.problems.append("query: required (or the legacy select_field, table, where_field)")
     return None
+
+
+def _without_final_semicolon(query: str) -> str:
+    """Drop one ';' that ends the query: Postfix sends it, and MySQL and PostgreSQL accept it.
+
+    Published maps (mailcow, ISPConfig) end their queries so; sockmapd takes one statement
+    written without it. Anything else after the statement is left for the query check.
+    """
+    text = query.rstrip()
+    return text[:-1].rstrip() if text.endswith(";") else query
 
 
 def _domains(text: str, result: _Converted) -> list[str]:

@@ -268,6 +268,18 @@ DESCRIPTIONS: dict[str, str] = {
         "`read-write` and `read-only` sockmapd makes it so after the role check, which "
         "costs one more statement per new connection."
     ),
+    "databases.pgbouncer": (
+        "PostgreSQL only: the database is reached through PgBouncer in transaction or "
+        "statement pooling mode (session pooling needs nothing). sockmapd then sends no "
+        "startup setting but `application_name` and no `SET`, because a session setting "
+        "stays on one server connection, and turns asyncpg's statement cache off, so "
+        "each lookup uses the unnamed statement within its own transaction: two round "
+        "trips instead of one. The read-only session setting is gone with it: the guards "
+        "are the query check at load and the role's privileges (see "
+        "[security.md](security.md#behind-pgbouncer)). Cannot be combined with "
+        "`target_session_attrs`. Without it, a failure that shows PgBouncer in front of "
+        "the database logs once which option to set."
+    ),
     "maps.database": "A name defined under `[databases]`.",
     "maps.table": ("Table form: table or view, optionally `schema.table`. A plain SQL identifier."),
     "maps.key": (
@@ -435,7 +447,7 @@ SECTION_LEADS: dict[str, str] = {
     "tests": (
         "Map tests: each `[[tests]]` table looks `key` up in `map` and expects the reply "
         "`expect`. `sockmapd --check-config --connect` runs them against the databases and "
-        "fails when one fails, so a reload through the systemd unit is refused; "
+        "fails when one fails, so a reload through the systemd units is refused; "
         "`sockmapd test` runs them too, along with test files of the same form. See "
         "[testing-maps.md](testing-maps.md)."
     ),
@@ -488,6 +500,8 @@ Lookups run in autocommit mode: a lookup is one `SELECT` and needs no transactio
 Every connection is read-only (PostgreSQL `default_transaction_read_only = on`, MySQL
 `SET SESSION TRANSACTION READ ONLY`, SQLite `PRAGMA query_only`), so even a view or
 function that writes cannot write through sockmapd; such a lookup answers `TEMP`.
+The exception is a database with `pgbouncer = true`, where no session setting
+survives: there the role's privileges guard the data.
 No database connection is opened at start; a database that cannot be reached makes its
 maps answer `TEMP` until it can.""",
     "maps.NAME": """\
@@ -553,15 +567,9 @@ def render_reference(config_model: type[BaseModel] = Config) -> str:
     sections: dict[str, list[Option]] = {}
     for option in options:
         sections.setdefault(option.section, []).append(option)
-    arrays = {
-        name
-        for name, field in config_model.model_fields.items()
-        if get_origin(field.annotation) is list
-    }
     parts = [INTRO]
     for section, members in sections.items():
-        table = f"[{section}]" if section in arrays else section
-        lines = [f"## `[{table}]`", ""]
+        lines = [f"## `{table_header(section, config_model)}`", ""]
         lead = SECTION_LEADS.get(section)
         if lead:
             lines += [lead, ""]
@@ -573,6 +581,14 @@ def render_reference(config_model: type[BaseModel] = Config) -> str:
         parts.append("\n".join(lines) + "\n")
     parts.append(_render_legacy())
     return "\n".join(parts)
+
+
+def table_header(section: str, config_model: type[BaseModel] = Config) -> str:
+    """Return a section as its TOML header: "[server]", "[maps.NAME]", "[[tests]]"."""
+    field = config_model.model_fields.get(section)
+    if field is not None and get_origin(field.annotation) is list:
+        return f"[[{section}]]"
+    return f"[{section}]"
 
 
 def legacy_keys() -> list[tuple[str, list[str]]]:

@@ -35,6 +35,7 @@ _CONNECTION_FIELDS = (
     "retry_interval",
     "host_order",
     "target_session_attrs",
+    "pgbouncer",
 )
 
 

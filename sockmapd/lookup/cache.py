@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import struct
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from sockmapd.protocol import Reply, Status
+from sockmapd.protocol import NOTFOUND_FRAME, Reply, Status, decode_frame, encode_reply
+
+# An entry is the time it was stored (a double) followed by the reply's frame, as
+# it goes on the wire: a hit is answered without encoding, and an entry costs one
+# object besides its key.
+_STAMP = struct.Struct("=d")
+_STAMP_SIZE = _STAMP.size
+_NOTFOUND_ENTRY_SIZE = _STAMP_SIZE + len(NOTFOUND_FRAME)
+
+
+def _is_notfound(entry: bytes) -> bool:
+    return len(entry) == _NOTFOUND_ENTRY_SIZE and entry.endswith(NOTFOUND_FRAME)
 
 
 class ReplyCache:
-    """LRU cache of OK and NOTFOUND replies by key; failures are never stored."""
+    """LRU cache of OK and NOTFOUND replies by key, kept as frames; failures are never stored."""
 
     __slots__ = (
         "_clock",
@@ -42,7 +55,7 @@ class ReplyCache:
         self._max_size = max_size
         self._clock = clock
         # Insertion order is recency order: the first entry is the least recently used.
-        self._entries: OrderedDict[str, tuple[Reply, float]] = OrderedDict()
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
         self._generation = 0
         # Plain ints, read by the metrics collector at scrape time: free when unscraped.
         self.hits = 0
@@ -56,8 +69,8 @@ class ReplyCache:
         """Return a number that changes at every clear()."""
         return self._generation
 
-    def get(self, key: str, *, count_miss: bool = True) -> Reply | None:
-        """Return the reply stored for key while it is fresh, else None; O(1).
+    def get(self, key: str, *, count_miss: bool = True) -> bytes | None:
+        """Return the reply frame stored for key while it is fresh, else None; O(1).
 
         count_miss=False is for a first look that is followed by the real lookup
         on a miss, so that one request counts one miss.
@@ -67,13 +80,12 @@ class ReplyCache:
             if count_miss:
                 self.misses += 1
             return None
-        reply, stored = entry
-        age = self._clock() - stored
-        if reply.status is Status.OK:
+        age = self._clock() - _STAMP.unpack_from(entry)[0]
+        if not _is_notfound(entry):
             if age < self._ttl:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return reply
+                return entry[_STAMP_SIZE:]
             if age >= self._keep:
                 del self._entries[key]
             if count_miss:
@@ -82,7 +94,7 @@ class ReplyCache:
         if age < self._negative_ttl:
             self._entries.move_to_end(key)
             self.hits += 1
-            return reply
+            return NOTFOUND_FRAME
         del self._entries[key]
         if count_miss:
             self.misses += 1
@@ -91,15 +103,12 @@ class ReplyCache:
     def get_stale(self, key: str) -> Reply | None:
         """Return a found reply stored less than stale_ttl ago, else None; never a NOTFOUND."""
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or _is_notfound(entry):
             return None
-        reply, stored = entry
-        if reply.status is not Status.OK:
-            return None
-        if self._clock() - stored >= self._keep:
+        if self._clock() - _STAMP.unpack_from(entry)[0] >= self._keep:
             del self._entries[key]
             return None
-        return reply
+        return decode_frame(entry[_STAMP_SIZE:])
 
     def put(self, key: str, reply: Reply, generation: int | None = None) -> None:
         """Store an OK or NOTFOUND reply; anything else is ignored; O(1).
@@ -122,7 +131,8 @@ class ReplyCache:
             # is not cached itself: a key now not found must not be served stale.
             self._entries.pop(key, None)
             return
-        self._entries[key] = (reply, self._clock())
+        # One bytes object per entry: when it was stored, then the frame to send.
+        self._entries[key] = _STAMP.pack(self._clock()) + encode_reply(reply, sys.maxsize)
         self._entries.move_to_end(key)
         if len(self._entries) > self._max_size:
             self._entries.popitem(last=False)

@@ -16,7 +16,7 @@ from sockmapd.lookup.policy import KeyPolicy
 from sockmapd.lookup.query import MapQuery
 from sockmapd.lookup.recorder import ErrorRecorder
 from sockmapd.lookup.single_flight import SingleFlight
-from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
+from sockmapd.protocol import NOTFOUND_FRAME, NOTFOUND_REPLY, Reply, Status, decode_frame
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class MapLookup:
         # A second request for a key being looked up waits for the first one's query.
         self._flights = SingleFlight()
 
-    def answer_now(self, key: str) -> Reply | None:
-        """Return the reply if it is known without the database (cached, filtered), else None.
+    def answer_now(self, key: str) -> bytes | None:
+        """Return the reply's frame if known without the database (cached, filtered), else None.
 
         For answering in the event loop's callback, with no task switch; a None
         is followed by lookup(key), which counts the cache miss.
@@ -74,7 +74,7 @@ class MapLookup:
         except Exception:
             return None  # lookup() reports it
         if policy.filters and not policy.queried(KeyParts.of(key)):
-            return NOTFOUND_REPLY
+            return NOTFOUND_FRAME
         return None if cache is None else cache.get(key, count_miss=False)
 
     async def lookup(self, key: str) -> Reply:
@@ -88,7 +88,7 @@ class MapLookup:
         if cache is not None:
             cached = cache.get(key)
             if cached is not None:
-                return cached
+                return decode_frame(cached)
         return await self._flights.run(key, lambda: self._resolve(key, parts))
 
     def clear_cache(self) -> int:

@@ -8,7 +8,7 @@ from sockmapd.backends import Databases
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup
 from sockmapd.lookup.recorder import ErrorRecorder
-from sockmapd.protocol import Reply, Request
+from sockmapd.protocol import Reply, Request, encode_reply
 
 
 class Router:
@@ -22,11 +22,11 @@ class Router:
         """Return the configured map names."""
         return list(self._maps)
 
-    def answer_now(self, request: Request) -> Reply | None:
-        """Return the reply if it is known without waiting for a database, else None."""
+    def answer_now(self, request: Request) -> bytes | None:
+        """Return the reply's frame if known without waiting for a database, else None."""
         lookup = self._maps.get(request.map_name)
         if lookup is None:
-            return _unknown_map(request.map_name)
+            return encode_reply(_unknown_map(request.map_name))
         return lookup.answer_now(request.key)
 
     async def answer(self, request: Request) -> Reply:

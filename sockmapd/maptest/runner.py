@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,13 +18,13 @@ from sockmapd.maptest.cases import Case
 from sockmapd.protocol import (
     FrameTooLargeError,
     Reply,
-    ReplyTooLargeError,
     Request,
     Status,
+    decode_frame,
     encode_reply,
-    parse_reply,
+    frame_payload_size,
 )
-from sockmapd.server.connection import INTERNAL_ERROR, REPLY_TOO_LARGE
+from sockmapd.server.connection import INTERNAL_ERROR, REPLY_TOO_LARGE_FRAME
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,12 @@ async def _answer(
     except Exception:
         log.exception("map %s: lookup failed unexpectedly", request.map_name)
         return INTERNAL_ERROR
-    try:
-        encode_reply(reply, config.server.max_reply_bytes)
-    except ReplyTooLargeError:
-        return REPLY_TOO_LARGE
-    # What the MTA reads: the payload as sent (a reason's control characters are spaces).
-    return parse_reply(reply.payload())
+    # What the MTA reads: the frame the server sends (a reason's control characters are
+    # spaces), replaced as the server replaces it when it exceeds max_reply_bytes.
+    frame = encode_reply(reply, sys.maxsize)
+    if frame_payload_size(frame) > config.server.max_reply_bytes:
+        frame = REPLY_TOO_LARGE_FRAME
+    return decode_frame(frame)
 
 
 def run_server(

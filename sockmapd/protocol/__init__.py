@@ -9,6 +9,7 @@ from sockmapd.protocol.netstring import (
     encode_netstring,
 )
 from sockmapd.protocol.socketmap import (
+    NOTFOUND_FRAME,
     NOTFOUND_REPLY,
     MalformedRequest,
     Reply,
@@ -16,12 +17,16 @@ from sockmapd.protocol.socketmap import (
     ReplyTooLargeError,
     Request,
     Status,
+    decode_frame,
     encode_reply,
+    frame_payload_size,
+    frame_status,
     parse_reply,
     parse_request,
 )
 
 __all__ = [
+    "NOTFOUND_FRAME",
     "NOTFOUND_REPLY",
     "FrameTooLargeError",
     "LengthHeaderError",
@@ -34,8 +39,11 @@ __all__ = [
     "ReplyTooLargeError",
     "Request",
     "Status",
+    "decode_frame",
     "encode_netstring",
     "encode_reply",
+    "frame_payload_size",
+    "frame_status",
     "parse_reply",
     "parse_request",
 ]

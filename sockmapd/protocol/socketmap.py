@@ -140,6 +140,34 @@ def encode_reply(reply: Reply, max_payload: int = 100_000) -> bytes:
     return encode_netstring(payload)
 
 
+# The frame of NOTFOUND_REPLY, the most common answer of all.
+NOTFOUND_FRAME = encode_reply(NOTFOUND_REPLY)
+_FRAME_STATUS = {
+    ord("O"): Status.OK,
+    ord("N"): Status.NOTFOUND,
+    ord("P"): Status.PERM,
+}
+
+
+def frame_status(frame: bytes) -> Status:
+    """Return the status of a reply frame made by encode_reply."""
+    at = frame.index(b":") + 1
+    status = _FRAME_STATUS.get(frame[at])
+    if status is not None:
+        return status
+    return Status.TIMEOUT if frame[at + 1] == ord("I") else Status.TEMP
+
+
+def frame_payload_size(frame: bytes) -> int:
+    """Return the payload size of a reply frame made by encode_reply."""
+    return len(frame) - frame.index(b":") - 2
+
+
+def decode_frame(frame: bytes) -> Reply:
+    """Return the reply a frame made by encode_reply carries."""
+    return parse_reply(frame[frame.index(b":") + 1 : -1])
+
+
 class ReplyError(Exception):
     """A reply payload received by a client is not a valid socketmap reply."""
 

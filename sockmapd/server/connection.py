@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
@@ -33,9 +34,10 @@ from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.protocol import (
     MalformedRequest,
     Reply,
-    ReplyTooLargeError,
     Request,
     encode_reply,
+    frame_payload_size,
+    frame_status,
     parse_request,
 )
 from sockmapd.protocol.connection import CloseReason, ConnectionCore, Limits, Pending
@@ -44,7 +46,8 @@ from sockmapd.server.access import AccessList
 conn_log = logging.getLogger(__name__)
 
 INTERNAL_ERROR = Reply.temp("internal error, try again later")
-REPLY_TOO_LARGE = Reply.temp("reply too large, try again later")
+INTERNAL_ERROR_FRAME = encode_reply(INTERNAL_ERROR)
+REPLY_TOO_LARGE_FRAME = encode_reply(Reply.temp("reply too large, try again later"))
 # Replies are written at once up to this much unsent data; beyond it the client is
 # taken as not reading (pause_writing) and the send deadline runs.
 WRITE_HIGH_WATER = 64 * 1024
@@ -225,14 +228,14 @@ class SocketmapProtocol(asyncio.Protocol):
                 core.answer(pending.seq, data, now)
                 continue
             try:
-                reply = router.answer_now(request)
+                frame = router.answer_now(request)
             except Exception:
                 conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
-                reply = INTERNAL_ERROR
-            if reply is None:
+                frame = INTERNAL_ERROR_FRAME
+            if frame is None:
                 self._lookups.append((pending, request, started))
                 continue
-            data = self._finish(pending.payload, reply, request.map_name, started)
+            data = self._send(pending.payload, frame, request.map_name, started)
             # A later request answered from the cache waits in the core behind
             # an earlier one still being looked up.
             core.answer(pending.seq, data, now)
@@ -382,7 +385,7 @@ class SocketmapProtocol(asyncio.Protocol):
             map_name = pending.payload.partition(b" ")[0].decode("utf-8", errors="replace")
             if self._metrics is not None:
                 self._metrics.request(map_name, reply.status, perf_counter() - began)
-            _log_request(self.peer, pending.payload, reply, began)
+            _log_request(self.peer, pending.payload, reply.status, began)
         in_flight = self._current in seqs
         self._lookups = deque(item for item in self._lookups if item[0].seq not in seqs)
         if in_flight:
@@ -390,23 +393,26 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def _finish(self, payload: bytes, reply: Reply, map_name: str | None, started: float) -> bytes:
         """Encode reply, count and log it; return the bytes to send."""
-        try:
-            data = encode_reply(reply, self._settings.max_reply_bytes)
-        except ReplyTooLargeError as exc:
+        return self._send(payload, encode_reply(reply, sys.maxsize), map_name, started)
+
+    def _send(self, payload: bytes, frame: bytes, map_name: str | None, started: float) -> bytes:
+        """Count and log the reply frame; return the bytes to send (TEMP if it is too large)."""
+        max_reply = self._settings.max_reply_bytes
+        if len(frame) > max_reply and (size := frame_payload_size(frame)) > max_reply:
             # What is counted and logged is what the client got.
             conn_log.warning(
                 "client=%s: reply of %d bytes exceeds max_reply_bytes=%d; answered TEMP",
                 self.peer,
-                exc.size,
-                self._settings.max_reply_bytes,
+                size,
+                max_reply,
             )
-            reply = REPLY_TOO_LARGE
-            data = encode_reply(reply)
+            frame = REPLY_TOO_LARGE_FRAME
+        status = frame_status(frame)
         metrics = self._metrics
         if metrics is not None:
-            metrics.request(map_name, reply.status, perf_counter() - started)
-        _log_request(self.peer, payload, reply, started)
-        return data
+            metrics.request(map_name, status, perf_counter() - started)
+        _log_request(self.peer, payload, status, started)
+        return frame
 
 
 def protocol_factory(

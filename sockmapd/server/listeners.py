@@ -88,33 +88,39 @@ async def open_listeners(
     return bound
 
 
-def bind_sockets(
+def bind_worker_sockets(
     addresses: Sequence[TcpAddress | UnixAddress],
-    unix: UnixPermissions = UnixPermissions(),
-) -> list[tuple[TcpAddress | UnixAddress, socket.socket]]:
-    """Bind every address without an event loop, or close what was bound and raise ListenError.
+    unix: UnixPermissions,
+    workers: int,
+) -> tuple[list[socket.socket], list[list[socket.socket]]]:
+    """Bind for worker processes: (sockets all share, each worker's own), or raise ListenError.
 
-    For a process that binds and then forks workers, which adopt the sockets.
+    For a process that binds and then forks workers, which adopt the sockets, without an
+    event loop. A unix socket is bound once and shared. A TCP address is bound once per worker
+    with SO_REUSEPORT, so that the kernel spreads new connections over the workers by
+    a hash of their addresses, instead of waking whichever worker waits first.
     """
-    bound: list[tuple[TcpAddress | UnixAddress, socket.socket]] = []
+    shared: list[socket.socket] = []
+    own: list[list[socket.socket]] = [[] for _ in range(workers)]
     try:
         for address in addresses:
             if isinstance(address, UnixAddress):
                 _remove_stale_socket(address.path)
                 try:
-                    bound.append((address, _bind_unix(address.path, unix)))
+                    shared.append(_bind_unix(address.path, unix))
                 except OSError as exc:
                     raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-            else:
-                bound.extend((address, sock) for sock in _bind_tcp(address))
+                continue
+            for sockets in own:
+                sockets.extend(_bind_tcp(address, reuse_port=True))
     except BaseException:
-        for _, sock in bound:
+        for sock in shared + [sock for sockets in own for sock in sockets]:
             sock.close()
         raise
-    return bound
+    return shared, own
 
 
-def _bind_tcp(address: TcpAddress) -> list[socket.socket]:
+def _bind_tcp(address: TcpAddress, *, reuse_port: bool = False) -> list[socket.socket]:
     """Bind one socket per address the host resolves to, as anyio's TCP listener does."""
     try:
         found = socket.getaddrinfo(
@@ -131,6 +137,8 @@ def _bind_tcp(address: TcpAddress) -> list[socket.socket]:
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(sockaddr)

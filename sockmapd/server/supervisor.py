@@ -32,7 +32,7 @@ from sockmapd.config import Config, ConfigError, UnixAddress, load_config
 from sockmapd.logs import configure_logging, reopen_log_file, restamp_after_fork
 from sockmapd.server import systemd
 from sockmapd.server.daemon import Daemon
-from sockmapd.server.listeners import ListenError, bind_sockets
+from sockmapd.server.listeners import ListenError, bind_worker_sockets
 from sockmapd.server.privileges import PrivilegeError
 from sockmapd.server.startup import (
     StartupError,
@@ -159,6 +159,8 @@ class Supervisor:
         self._backend_options = backend_options or {}
         self._workers = [Worker(slot) for slot in range(1, config.server.workers + 1)]
         self._sockets: list[socket.socket] = []
+        # The listeners each worker serves, by slot: the shared ones and its own.
+        self._worker_sockets: dict[int, list[socket.socket]] = {}
         self._owned_paths: list[str] = []
         self._stopping = False
         self._kill_at: float | None = None
@@ -209,10 +211,17 @@ class Supervisor:
                     len(inherited),
                 )
             else:
-                bound = bind_sockets(server.listen_addresses(), unix_permissions(server))
-                self._sockets = [sock for _, sock in bound]
+                addresses = server.listen_addresses()
+                shared, own = bind_worker_sockets(
+                    addresses, unix_permissions(server), len(self._workers)
+                )
+                self._sockets = shared + [sock for sockets in own for sock in sockets]
+                self._worker_sockets = {
+                    worker.slot: shared + sockets
+                    for worker, sockets in zip(self._workers, own, strict=True)
+                }
                 self._owned_paths = [
-                    address.path for address, _ in bound if isinstance(address, UnixAddress)
+                    address.path for address in addresses if isinstance(address, UnixAddress)
                 ]
             drop_to_run_as(server)
         except (ListenError, PrivilegeError, systemd.ActivationError) as exc:
@@ -452,11 +461,17 @@ class Supervisor:
         # dropped privileges); a reload opens it anew in each worker.
         restamp_after_fork()
         ready_w = self._ready_w
+        # Systemd's sockets are shared by all; bound ones are the shared ones and this
+        # worker's own: the other workers' copies are closed here.
+        sockets = self._worker_sockets.get(slot, self._sockets)
+        for sock in self._sockets:
+            if sock not in sockets:
+                sock.close()
         daemon = Daemon(
             self._config,
             config_path=self._config_path,
             fallback_port=self._fallback_port,
-            sockets=self._sockets,
+            sockets=sockets,
             on_ready=_announcer(ready_w),
         )
         try:

@@ -164,6 +164,16 @@ def postmap_binary() -> str:
     pytest.skip("postmap is not installed (Debian package postfix)")
 
 
+def pgbouncer_binary() -> str:
+    """Return PgBouncer; fail under SOCKMAPD_REQUIRE_DB=1, else skip, if absent."""
+    found = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+    if found:
+        return found
+    if os.environ.get("SOCKMAPD_REQUIRE_DB") == "1":
+        pytest.fail("pgbouncer is not installed, and SOCKMAPD_REQUIRE_DB=1 requires it")
+    pytest.skip("pgbouncer is not installed (Debian package pgbouncer)")
+
+
 @pytest.fixture
 def postmap(tmp_path: Path) -> list[str]:
     """Return the postmap command with a private, empty main.cf."""

@@ -125,3 +125,28 @@ def test_a_server_that_stops_answering_is_reported_not_waited_for(
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
     assert ": databases.main: no answer within" in result.stderr, result.stderr
+
+
+def test_a_server_that_reads_literals_otherwise_is_reported(
+    mailboxes: Database, tmp_path: Path
+) -> None:
+    # Read at load with the server's defaults: on MySQL 'a\\b' holds one backslash, on
+    # PostgreSQL (standard_conforming_strings = on) two. Both servers agree by default.
+    query = f"SELECT maildir FROM {TABLE} WHERE address = '%s' AND maildir <> 'a\\\\b'"
+    config = {
+        "databases": {"main": {"url": mailboxes.url}},
+        "maps": {"q": {"database": "main", "query": query}},
+    }
+    result = _check(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    if mailboxes.name != "postgresql":
+        return  # MariaDB's sql_mode has no per-database default to change here
+    name = make_url(mailboxes.url).database
+    mailboxes.execute([f'ALTER DATABASE "{name}" SET standard_conforming_strings = off'])
+    try:
+        result = _check(tmp_path, config)
+    finally:
+        mailboxes.execute([f'ALTER DATABASE "{name}" RESET standard_conforming_strings'])
+    assert result.returncode == 1, result.stdout
+    assert "databases.main: standard_conforming_strings is off" in result.stderr
+    assert "queries of q were read with it on" in result.stderr

@@ -108,3 +108,16 @@ def test_every_cached_answer_is_logged(start_daemon: DaemonFactory, tmp_path: Pa
         assert time.monotonic() < deadline, daemon.log()
         time.sleep(0.05)
     assert daemon.log().count("map=long key=carol-not-there@example.com result=NOTFOUND") == 5
+
+
+def test_a_reply_over_max_reply_bytes_is_temp_from_the_database_and_from_the_cache(
+    start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    # "OK alice@example.com" is 20 bytes: one more than the client takes.
+    daemon = start(start_daemon, tmp_path, "max_reply_bytes = 19")
+    client = daemon.client()
+    too_large = b"TEMP reply too large, try again later"
+    assert client.ask("long", "alice@example.com") == too_large  # looked up
+    assert client.ask("long", "alice@example.com") == too_large  # cached, in the callback
+    assert client.ask("long", "bob@example.com") == b"OK bob@example.com"  # 18 bytes
+    assert client.ask("long", "bob@example.com") == b"OK bob@example.com"

@@ -44,6 +44,9 @@ LEGACY_SAMPLE: dict[str, Any] = {
 BLACKWHITE = [
     ("hello@buydirect4u.co.uk", "REJECT", "Sender identified as spammer"),
     ("friend@example.org", "OK", None),
+    # Values other than OK and REJECT: the Go daemon sent them as the whole reply.
+    ("uid@example.org", "u7", None),
+    ("discard@example.org", "DISCARD", "reason"),
 ]
 ALIASES = ["someone@somewhere.com", "postmaster@somewhere.com"]
 
@@ -118,6 +121,13 @@ def test_value_and_reason_are_joined_by_one_space(client: SocketmapClient) -> No
     reply = client.ask("blacklist", "hello@buydirect4u.co.uk")
     assert reply == b"OK REJECT Sender identified as spammer"
     assert client.ask("blacklist", "friend@example.org") == b"OK OK"
+
+
+def test_every_value_is_an_ok_answer(client: SocketmapClient) -> None:
+    # The Go daemon answered "u7" and "DISCARD reason", which Postfix takes for an
+    # unknown reply (a lookup error); docs/migrating.md lists the difference.
+    assert client.ask("blacklist", "uid@example.org") == b"OK u7"
+    assert client.ask("blacklist", "discard@example.org") == b"OK DISCARD reason"
 
 
 def test_missing_key_answers_notfound_with_trailing_space(client: SocketmapClient) -> None:

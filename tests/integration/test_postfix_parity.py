@@ -46,6 +46,7 @@ MAPS = [
     "literals",
     "joined",
     "like",
+    "syntax",
 ]
 # Maps whose queries use one database's own literal syntax (backslash escapes).
 BACKEND_MAPS = {"mariadb": ["escapes_mysql"], "postgresql": ["escapes_pgsql"], "sqlite": []}
@@ -280,6 +281,19 @@ def _keys(backend: str) -> list[str]:
     return KEYS + utf8
 
 
+def _serve(imported: dict[str, Any], directory: Path) -> Daemon:
+    """Start sockmapd on an imported config."""
+    port = free_port()
+    config = dict(imported)
+    server = dict(config.get("server", {}))
+    server["listen"] = [f"tcp://127.0.0.1:{port}"]
+    server["allow_root"] = True
+    config["server"] = server
+    path = directory / "sockmapd.toml"
+    path.write_text(tomli_w.dumps(config))
+    return Daemon(path, port)
+
+
 @pytest.fixture(scope="module")
 def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Parity]:
     """The backend's tables, its Postfix .cf files and sockmapd running their import."""
@@ -297,15 +311,7 @@ def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Itera
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     imported = tomllib.loads(result.stdout)
-    port = free_port()
-    config = dict(imported)
-    server = dict(config.get("server", {}))
-    server["listen"] = [f"tcp://127.0.0.1:{port}"]
-    server["allow_root"] = True
-    config["server"] = server
-    path = directory / "sockmapd.toml"
-    path.write_text(tomli_w.dumps(config))
-    daemon = Daemon(path, port)
+    daemon = _serve(imported, directory)
     try:
         yield Parity(
             backend.name, postmap, files, postfix_type, daemon, _keys(backend.name), imported
@@ -450,3 +456,41 @@ def test_import_lists_dropped_parameters_and_exits_1(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "no_such_parameter" in result.stderr
     assert "[maps.dropped]" in result.stdout
+
+
+def test_lines_postfix_skips_are_skipped_alike(
+    parity: Parity, backend: Database, tmp_path: Path
+) -> None:
+    # Postfix skips, with a warning, a first logical line that starts with whitespace,
+    # and reads a byte-order mark as part of the first name (an unknown parameter). The
+    # import drops both, says so, and the imported maps answer as Postfix's tables do.
+    query = "query = SELECT goto FROM pp_alias WHERE address = '%s' ORDER BY goto\n"
+    connection = _connection_lines(backend)
+    files = {
+        "indented": tmp_path / "indented.cf",
+        "bom": tmp_path / "bom.cf",
+    }
+    files["indented"].write_text(
+        "  result_format = skipped-%s\n\tquery = SELECT 'skipped'\n" + connection + query
+    )
+    files["bom"].write_text("\ufeffresult_format = skipped-%s\n" + connection + query)
+    result = _import(parity.postfix_type, files)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        f"{files['indented']}: line 1: starts with whitespace but continues no parameter "
+        "before it; Postfix skips it with a warning (logical line must not start with "
+        "whitespace)",
+        f"{files['bom']}: result_format: the file starts with a byte-order mark, which "
+        "Postfix reads as part of this name, so Postfix ignores this line too: save the "
+        "file without it",
+    ]
+    daemon = _serve(tomllib.loads(result.stdout), tmp_path)
+    try:
+        keys = ["alice@example.com", "team@example.com", "nobody@example.com"]
+        for name, path in files.items():
+            postfix = _lookups(parity.postmap, f"{parity.postfix_type}:{path}", keys)
+            table = f"socketmap:inet:127.0.0.1:{daemon.port}:{name}"
+            assert _lookups(parity.postmap, table, keys) == postfix, name
+            assert postfix["alice@example.com"] == Outcome(0, "alice@mail.example\n", False)
+    finally:
+        daemon.stop()

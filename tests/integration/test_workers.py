@@ -65,6 +65,27 @@ def accepted_tcp(port: int) -> set[int]:
     return inodes
 
 
+def listening_tcp(port: int) -> set[int]:
+    """Return the inodes of the TCP sockets listening on port."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inodes.add(int(fields[9]))
+    return inodes
+
+
+def listening_unix(path: str) -> set[int]:
+    """Return the inodes of the unix sockets listening on path."""
+    inodes = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[7] == path and fields[3] == "00010000":
+            inodes.add(int(fields[6]))
+    return inodes
+
+
 def accepted_unix(path: str) -> set[int]:
     """Return the inodes of connected sockets accepted on the unix socket path."""
     inodes = set()
@@ -140,6 +161,25 @@ def test_two_workers_serve_tcp_and_unix_from_two_processes(start_daemon: DaemonF
         daemon, lambda: SocketmapClient.unix(path), lambda: accepted_unix(path)
     )
     assert over_unix == pids
+
+
+def test_each_worker_has_its_own_tcp_listener_and_shares_the_unix_one(
+    start_daemon: DaemonFactory,
+) -> None:
+    daemon = start_workers(start_daemon, unix=True)
+    assert daemon.port is not None
+    assert daemon.unix_path is not None
+    tcp = listening_tcp(daemon.port)
+    unix = listening_unix(daemon.unix_path)
+    assert (len(tcp), len(unix)) == (2, 1), daemon.log()
+    held = {pid: socket_inodes(pid) for pid in workers(daemon)}
+    # SO_REUSEPORT: one TCP listener per worker, each held by that worker alone.
+    own = [inodes & tcp for inodes in held.values()]
+    assert all(len(mine) == 1 for mine in own), own
+    assert own[0] != own[1]
+    assert all(unix <= inodes for inodes in held.values())
+    # The supervisor keeps every listener, for a worker it starts again.
+    assert tcp | unix <= socket_inodes(daemon.process.pid)
 
 
 def test_a_killed_worker_is_started_again(start_daemon: DaemonFactory) -> None:

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 import sockmapd
+from sockmapd.manual import GENERATED
 from tests.package.conftest import ROOT, Release, sdist_metadata
+from tests.tools import require_tool
 
 START_TIMEOUT = 15.0
 
@@ -84,11 +86,14 @@ def test_the_all_extra_brings_every_driver(release: Release, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
 
 
-def test_the_wheel_holds_the_package_and_nothing_else(release: Release) -> None:
+def test_the_wheel_holds_the_package_its_manual_and_nothing_else(release: Release) -> None:
     with zipfile.ZipFile(release.wheel) as archive:
         names = set(archive.namelist())
     dist_info = f"sockmapd-{release.version}.dist-info/"
-    assert {n for n in names if not n.startswith(("sockmapd/", dist_info))} == set()
+    data = f"sockmapd-{release.version}.data/data/"
+    assert {n for n in names if not n.startswith(("sockmapd/", dist_info))} == {
+        data + item.installed_as for item in GENERATED
+    }
     assert "sockmapd/py.typed" in names
     assert f"{dist_info}licenses/LICENSE" in names
     # Every module of the source tree made it in (a subpackage missed by find would not).
@@ -109,6 +114,9 @@ def test_the_wheel_metadata_is_complete_for_pypi(release: Release) -> None:
     assert meta.get_all("License-File") == ["LICENSE"]
     assert meta["Requires-Python"] == ">=3.11"
     assert meta["Description-Content-Type"] == "text/markdown"
+    urls = dict(url.split(", ", 1) for url in meta.get_all("Project-URL") or [])
+    assert set(urls) == {"Homepage", "Documentation", "Changelog", "Issues"}
+    assert all(url.startswith("https://") for url in urls.values())
     assert description.startswith("# sockmapd\n")
     assert {"all", "mysql", "postgresql", "uvloop"} <= set(meta.get_all("Provides-Extra") or [])
     assert "Typing :: Typed" in (meta.get_all("Classifier") or [])
@@ -131,6 +139,8 @@ def test_the_sdist_carries_the_quick_start_and_the_project_files(release: Releas
         "examples/quickstart.sql",
         "sockmapd/py.typed",
         "tests/conftest.py",
+        "contrib/systemd/sockmapd@.service",
+        *(item.path for item in GENERATED),
     }
     assert expected <= names, sorted(expected - names)
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".sqlite3"))]
@@ -207,3 +217,53 @@ def test_the_quick_start_works_from_the_wheel_and_the_sdist(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_man_finds_the_installed_pages_through_path(release: Release, tmp_path: Path) -> None:
+    """man-db looks in PREFIX/share/man for every PREFIX/bin on PATH: a venv's bin is enough."""
+    man = require_tool("man", variable="SOCKMAPD_REQUIRE_MANUAL", package="man-db")
+    path = f"{release.venv / 'bin'}:/usr/bin:/bin"
+    env = {**outside_env(), "PATH": path, "MANWIDTH": "80"}
+    env.pop("MANPATH", None)
+    for section, page in (("8", "sockmapd"), ("5", "sockmapd.toml")):
+        found = subprocess.run(
+            [man, "-w", section, page], env=env, capture_output=True, text=True, check=False
+        )
+        expected = release.venv / "share" / "man" / f"man{section}" / f"{page}.{section}"
+        assert (found.returncode, found.stdout.strip()) == (0, str(expected)), found.stderr
+    shown = subprocess.run(
+        [man, "8", "sockmapd"], env=env, capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("SOCKMAPD(8)")
+
+
+def test_bash_completion_loads_the_installed_script(release: Release, tmp_path: Path) -> None:
+    """The venv's share/ is a data directory as bash-completion expects one.
+
+    bash-completion looks in ~/.local/share (pip install --user) and /usr/local/share
+    (a system-wide pip) by itself; a venv's share/ is added to XDG_DATA_DIRS.
+    """
+    loader = require_tool(
+        "bash-completion",
+        variable="SOCKMAPD_REQUIRE_MANUAL",
+        package="bash-completion",
+        path="/usr/share/bash-completion/bash_completion",
+    )
+    program = f"source {loader}\n__load_completion sockmapd\ncomplete -p sockmapd\n"
+    env = {
+        **outside_env(),
+        "PATH": f"{release.venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_DATA_DIRS": str(release.venv / "share"),
+    }
+    result = subprocess.run(
+        ["bash", "--norc", "--noprofile"],
+        input=program,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout == "complete -o bashdefault -F _shtab_sockmapd sockmapd\n", result.stderr

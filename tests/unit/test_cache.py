@@ -19,7 +19,7 @@ from sockmapd.config.errors import problems_from_validation_error
 from sockmapd.lookup.cache import ReplyCache
 from sockmapd.lookup.maps import MapLookup
 from sockmapd.lookup.router import Router
-from sockmapd.protocol import Reply, Request, Status
+from sockmapd.protocol import Reply, Request, Status, encode_reply
 
 OK_A = Reply.ok("a")
 OK_B = Reply.ok("b")
@@ -56,7 +56,7 @@ def test_found_answer_is_reused_until_its_ttl_passes() -> None:
     cache = make_cache(clock)
     cache.put("k", OK_A)
     clock.now += 9.9
-    assert cache.get("k") == OK_A
+    assert cache.get("k") == encode_reply(OK_A)
     clock.now += 0.1
     assert cache.get("k") is None
     assert len(cache) == 0
@@ -67,7 +67,7 @@ def test_notfound_uses_the_negative_ttl() -> None:
     cache = make_cache(clock, ttl=10.0, negative_ttl=2.0)
     cache.put("k", NOTFOUND)
     clock.now += 1.9
-    assert cache.get("k") == NOTFOUND
+    assert cache.get("k") == encode_reply(NOTFOUND)
     clock.now += 0.1
     assert cache.get("k") is None
 
@@ -95,19 +95,19 @@ def test_a_failure_leaves_the_stored_answer_alone() -> None:
     cache = make_cache(Clock())
     cache.put("k", OK_A)
     cache.put("k", Reply.temp("db down"))
-    assert cache.get("k") == OK_A
+    assert cache.get("k") == encode_reply(OK_A)
 
 
 def test_least_recently_used_entry_is_evicted() -> None:
     cache = make_cache(Clock(), size=2)
     cache.put("a", OK_A)
     cache.put("b", OK_B)
-    assert cache.get("a") == OK_A  # "b" is now the least recently used
+    assert cache.get("a") == encode_reply(OK_A)  # "b" is now the least recently used
     cache.put("c", OK_A)
     assert len(cache) == 2
     assert cache.get("b") is None
-    assert cache.get("a") == OK_A
-    assert cache.get("c") == OK_A
+    assert cache.get("a") == encode_reply(OK_A)
+    assert cache.get("c") == encode_reply(OK_A)
 
 
 def test_stale_serves_a_found_answer_until_stale_ttl() -> None:
@@ -142,7 +142,7 @@ def test_stale_age_counts_from_when_it_was_stored() -> None:
     cache = make_cache(clock, ttl=10.0, stale_ttl=60.0)
     cache.put("k", OK_A)
     clock.now += 5.0
-    assert cache.get("k") == OK_A  # a hit does not refresh the entry
+    assert cache.get("k") == encode_reply(OK_A)  # a hit does not refresh the entry
     clock.now += 55.0
     assert cache.get_stale("k") is None
 
@@ -157,7 +157,7 @@ def test_clear_forgets_everything_and_drops_answers_from_before() -> None:
     cache.put("a", OK_A, before)  # looked up before the clear
     assert cache.get("a") is None
     cache.put("a", OK_A, cache.generation)
-    assert cache.get("a") == OK_A
+    assert cache.get("a") == encode_reply(OK_A)
 
 
 def test_hits_and_misses_are_counted() -> None:
@@ -166,8 +166,8 @@ def test_hits_and_misses_are_counted() -> None:
     assert cache.get("k") is None  # absent
     cache.put("k", OK_A)
     cache.put("n", NOTFOUND)
-    assert cache.get("k") == OK_A
-    assert cache.get("n") == NOTFOUND
+    assert cache.get("k") == encode_reply(OK_A)
+    assert cache.get("n") == encode_reply(NOTFOUND)
     clock.now += 6.0
     assert cache.get("n") is None  # expired not-found
     clock.now += 5.0
@@ -525,7 +525,7 @@ def test_answer_now_gives_cached_answers_and_counts_a_miss_only_once() -> None:
     assert (cache.hits, cache.misses) == (0, 0)
     assert run(lookup, "k") == Reply.ok("v")  # the lookup that follows counts it
     assert (cache.hits, cache.misses) == (0, 1)
-    assert lookup.answer_now("k") == Reply.ok("v")
+    assert lookup.answer_now("k") == encode_reply(Reply.ok("v"))
     assert (cache.hits, cache.misses) == (1, 1)
     assert lookup.queries == 1
 
@@ -535,3 +535,21 @@ def test_answer_now_without_a_cache_leaves_everything_to_the_lookup() -> None:
     assert lookup.answer_now("k") is None
     assert run(lookup, "k") == Reply.ok("v")
     assert lookup.answer_now("k") is None
+
+
+def test_an_answer_that_ends_like_a_notfound_frame_is_still_a_found_one() -> None:
+    clock = Clock()
+    cache = make_cache(clock, ttl=10.0, negative_ttl=1.0)
+    tricky = Reply.ok("x9:NOTFOUND ")
+    cache.put("k", tricky)
+    clock.now += 5.0  # past the negative ttl, within the found one
+    assert cache.get("k") == encode_reply(tricky)
+
+
+def test_entries_are_frames_sent_as_they_are() -> None:
+    cache = make_cache(Clock())
+    big = Reply.ok("v" * 200_000)  # larger than any client takes: checked when sent
+    cache.put("k", big)
+    cache.put("n", NOTFOUND)
+    assert cache.get("k") == encode_reply(big, 10**6)
+    assert cache.get("n") == b"9:NOTFOUND ,"

@@ -461,6 +461,7 @@ def test_database_connection_defaults() -> None:
     assert database.retry_interval == 60.0
     assert database.host_order == "in_order"
     assert database.target_session_attrs is None
+    assert database.pgbouncer is False
 
 
 @pytest.mark.parametrize(
@@ -552,6 +553,42 @@ def test_target_session_attrs_accepted(value: str, base: dict[str, Any]) -> None
 )
 def test_target_session_attrs_rejected(database: dict[str, Any], message: str) -> None:
     assert only_database_problem(database) == ("databases.db.target_session_attrs", message)
+
+
+@pytest.mark.parametrize("base", [PG_DB, {"url": "postgresql://u@pg/mail"}])
+@pytest.mark.parametrize("attrs", [None, "any"])
+def test_pgbouncer_accepted_for_postgresql(base: dict[str, Any], attrs: str | None) -> None:
+    extra = {} if attrs is None else {"target_session_attrs": attrs}
+    assert database_of({**base, "pgbouncer": True, **extra}).pgbouncer is True
+
+
+@pytest.mark.parametrize(
+    ("database", "message"),
+    [
+        ({**MYSQL_DB, "pgbouncer": True}, "only supported for PostgreSQL databases"),
+        (
+            {"driver": "sqlite", "name": "/x.db", "pgbouncer": True},
+            "only supported for PostgreSQL databases",
+        ),
+        ({**PG_DB, "pgbouncer": "yes"}, "Input should be a valid boolean"),
+        (
+            {**PG_DB, "pgbouncer": True, "target_session_attrs": "primary"},
+            "cannot be combined with target_session_attrs",
+        ),
+        (
+            {**PG_DB, "pgbouncer": True, "target_session_attrs": "read-write"},
+            "cannot be combined with target_session_attrs",
+        ),
+    ],
+)
+def test_pgbouncer_rejected(database: dict[str, Any], message: str) -> None:
+    path, problem = only_database_problem(database)
+    assert path == "databases.db.pgbouncer"
+    assert problem.startswith(message), problem
+
+
+def test_pgbouncer_false_is_accepted_everywhere() -> None:
+    assert database_of({**MYSQL_DB, "pgbouncer": False}).pgbouncer is False
 
 
 # ---------------------------------------------------------------- databases: secrets

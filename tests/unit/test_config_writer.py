@@ -165,6 +165,16 @@ def test_default_connection_settings_are_not_written() -> None:
     assert to_toml(parse_config(explicit)) == text
 
 
+def test_pgbouncer_is_written_when_set() -> None:
+    text = "[databases.m]\nurl = 'postgresql://u@bouncer:6432/mail'\npgbouncer = true\n"
+    config = parse_config(text)
+    written = to_toml(config)
+    assert tomllib.loads(written)["databases"]["m"]["pgbouncer"] is True
+    assert parse_config(written) == config
+    unset = to_toml(parse_config(text.replace("true", "false")))
+    assert "pgbouncer" not in tomllib.loads(unset)["databases"]["m"]
+
+
 def test_password_file_and_env_are_written_unmasked() -> None:
     config = parse_config(FULL_TOML)
     data = tomllib.loads(to_toml(config))

@@ -208,3 +208,65 @@ def test_every_session_is_made_read_only_exactly_once(
     else:
         assert "default_transaction_read_only" not in settings
         assert conn.executed == ["SET SESSION default_transaction_read_only = on"]
+
+
+def captured_connect(
+    monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], *, standby: bool = False
+) -> None:
+    import asyncpg
+
+    async def fake_connect(**given: Any) -> FakeConnection:
+        kwargs.update(given)
+        return FakeConnection(given["host"], standby=standby)
+
+    monkeypatch.setattr(asyncpg, "connect", fake_connect)
+
+
+@pytest.mark.parametrize("attrs", [None, "any"])
+def test_behind_pgbouncer_no_session_setting_and_no_named_statements(
+    attrs: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kwargs: dict[str, Any] = {}
+    captured_connect(monkeypatch, kwargs)
+    conn = run(Connector("mail", database(pgbouncer=True, target_session_attrs=attrs)))
+    # PgBouncer refuses startup parameters it does not track, and a SET SESSION would
+    # stay on one server connection: only application_name, which it tracks.
+    assert kwargs["server_settings"] == {"application_name": "sockmapd"}
+    assert conn.executed == []
+    # Without the cache asyncpg prepares only the unnamed statement.
+    assert kwargs["statement_cache_size"] == 0
+
+
+def test_without_pgbouncer_statements_stay_prepared(monkeypatch: pytest.MonkeyPatch) -> None:
+    kwargs: dict[str, Any] = {}
+    captured_connect(monkeypatch, kwargs)
+    run(Connector("mail", database()))
+    assert kwargs["statement_cache_size"] == 100
+    assert kwargs["server_settings"]["default_transaction_read_only"] == "on"
+
+
+def test_a_refused_host_passes_the_drivers_hint_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncpg
+
+    from sockmapd.backends.drivers import PostgresDriver
+
+    async def refuse(**given: Any) -> FakeConnection:
+        exc = asyncpg.ProtocolViolationError(
+            "unsupported startup parameter: default_transaction_read_only"
+        )
+        exc.sqlstate = "08P01"  # type: ignore[attr-defined]
+        raise exc
+
+    monkeypatch.setattr(asyncpg, "connect", refuse)
+    made = Connector("mail", database(), explain=PostgresDriver("mail").translate)
+    with pytest.raises(DatabaseUnavailable, match="unsupported startup parameter") as caught:
+        run(made)
+    assert caught.value.hint is not None
+    assert caught.value.hint.endswith("set pgbouncer = true in [databases.mail]")
+
+
+def test_a_refused_host_without_a_hint_gives_none() -> None:
+    made, _ = connector(database(hosts=["a"]), {"a": "refuse"})
+    with pytest.raises(DatabaseUnavailable) as caught:
+        run(made)
+    assert caught.value.hint is None

@@ -212,6 +212,72 @@ def test_postgres_sqlstate_decides_not_the_class() -> None:
     assert kind_of(PostgresDriver().translate(kept)) is QueryFailed
 
 
+def pg_error(sqlstate: str, message: str) -> asyncpg.PostgresError:
+    exc = asyncpg.PostgresError(message)
+    exc.sqlstate = sqlstate  # type: ignore[attr-defined]
+    return exc
+
+
+# What PgBouncer in transaction or statement pooling answers a client set up for a
+# server of its own (asyncpg appends its own advice on further lines).
+PGBOUNCER_ERRORS = [
+    (
+        pg_error("08P01", "unsupported startup parameter: default_transaction_read_only"),
+        ConnectionLost,
+        "the server refused a startup setting (unsupported startup parameter: "
+        "default_transaction_read_only); if this is PgBouncer, "
+        "set pgbouncer = true in [databases.mail]",
+    ),
+    (
+        pg_error("26000", 'prepared statement "__asyncpg_stmt_3__" does not exist\nHINT: ...'),
+        QueryFailed,
+        "a prepared statement is not on the server connection it was made on (prepared "
+        'statement "__asyncpg_stmt_3__" does not exist); if this is PgBouncer in '
+        "transaction or statement pooling, set pgbouncer = true in [databases.mail]",
+    ),
+    (
+        pg_error("42P05", 'prepared statement "__asyncpg_stmt_2__" already exists'),
+        QueryFailed,
+        "a prepared statement is not on the server connection it was made on (prepared "
+        'statement "__asyncpg_stmt_2__" already exists); if this is PgBouncer in '
+        "transaction or statement pooling, set pgbouncer = true in [databases.mail]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("exc", "kind", "hint"), PGBOUNCER_ERRORS)
+def test_postgres_errors_of_pgbouncer_name_the_option(
+    exc: BaseException, kind: type[DatabaseError], hint: str
+) -> None:
+    error = PostgresDriver("mail").translate(exc)
+    # The hint adds advice; what the error means (TEMP, never NOTFOUND) is unchanged.
+    assert kind_of(error) is kind
+    assert error.hint == hint
+
+
+@pytest.mark.parametrize(("exc", "kind", "hint"), PGBOUNCER_ERRORS)
+def test_postgres_with_pgbouncer_set_gives_no_hint(
+    exc: BaseException, kind: type[DatabaseError], hint: str
+) -> None:
+    error = PostgresDriver("mail", pgbouncer=True).translate(exc)
+    assert kind_of(error) is kind
+    assert error.hint is None
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pg_error("08P01", "invalid message format"),
+        asyncpg.UndefinedTableError('relation "lk_users" does not exist'),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        TimeoutError(),
+        ValueError("unknown"),
+    ],
+)
+def test_postgres_other_errors_give_no_hint(exc: BaseException) -> None:
+    assert PostgresDriver("mail").translate(exc).hint is None
+
+
 @pytest.mark.parametrize(
     "exc",
     [

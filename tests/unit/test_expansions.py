@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from sockmapd.backends.drivers import PreparedLookup
 from sockmapd.config.expansions import (
+    _TEXT_BIND_RE,
     BIND_PREFIX,
     QUERY_CODES,
     RESULT_CODES,
@@ -32,6 +34,11 @@ from sockmapd.lookup.keys import KeyParts, query_params
 POSTGRESQL, MYSQL, SQLITE = postgresql.dialect(), mysql.dialect(), sqlite.dialect()
 DIALECTS: tuple[Dialect, ...] = (POSTGRESQL, MYSQL, SQLITE)
 DIALECT_NAMES: tuple[QueryDialect, ...] = ("postgresql", "mysql", "sqlite")
+DRIVER_DIALECTS: tuple[Dialect, ...] = (
+    postgresql.asyncpg.dialect(),
+    mysql.asyncmy.dialect(),
+    sqlite.aiosqlite.dialect(),
+)
 WRITE_WORDS = (
     "INSERT",
     "UPDATE",
@@ -239,6 +246,11 @@ def test_parse_template_round_trip(pieces: list[str]) -> None:
             "SELECT SUBSTRING(a FROM 1 FOR 3) FROM t WHERE k = '%s' AND c - -1 > 0 AND d / 2 > 0",
             "SELECT SUBSTRING(a FROM 1 FOR 3) FROM t WHERE k = :x_s AND c - -1 > 0 AND d / 2 > 0",
             ("s",),
+        ),
+        (
+            "(SELECT a FROM t WHERE k = '%s') UNION ( SELECT b FROM u WHERE d = '%d')",
+            "(SELECT a FROM t WHERE k = :x_s) UNION ( SELECT b FROM u WHERE d = :x_d)",
+            ("s", "d"),
         ),
         (
             "SELECT a FROM t WHERE k=('%s') AND m=(%d)",
@@ -468,7 +480,8 @@ def test_percent_survives_every_driver() -> None:
         ("", "the query is empty"),
         (" \n\t", "the query is empty"),
         ("SHOW TABLES", "must be one SELECT (or WITH ... SELECT) statement"),
-        ("(SELECT a FROM t WHERE k = '%s')", "must be one SELECT"),
+        ("(DELETE FROM t WHERE k = '%s')", "DELETE is not allowed"),
+        ("((VALUES ('%s')))", "must be one SELECT"),
         ("SELECTa FROM t WHERE k = '%s'", "must be one SELECT"),
         ("VALUES ('%s')", "must be one SELECT"),
         ("TABLE t", "must be one SELECT"),
@@ -527,6 +540,9 @@ def test_percent_survives_every_driver() -> None:
         ("DELETE FROM t", "the query may only read: DELETE is not allowed"),
         ("REPLACE INTO t VALUES ('%s')", "REPLACE is not allowed"),
         ("SELECT a FROM t WHERE k = '%s' AND x = (SET @a = 1)", "SET is not allowed"),
+        ("SELECT a FROM t WHERE k = %%('%s'", "'%(' before an expansion"),
+        ("SELECT a FROM t WHERE k = '%%(' || '%s'", "'%(' before an expansion"),
+        ("SELECT a FROM t WHERE k = '%%(a)s' OR k = '%s'", "'%(' before an expansion"),
         ("SELECT a FROM t WHERE k = %s%d", "must stand apart"),
         ("SELECT a FROM t WHERE k = %s'%d'", "must stand apart"),
         ("SELECT a FROM t_%d WHERE k = '%s'", "must stand apart"),
@@ -620,6 +636,16 @@ def test_compile_query_only_raises_template_error(query: str) -> None:
         assert set(bound.codes) <= set("sud123456789")
         for dialect in DIALECTS:
             sa.text(bound.sql).compile(dialect=dialect)
+        # Each positional driver gets one value per place, in order.
+        statement = sa.text(bound.sql).bindparams(
+            *(sa.bindparam(name, type_=sa.String()) for name in names)
+        )
+        for driver in DRIVER_DIALECTS:
+            prepared = PreparedLookup(statement, driver)
+            assert "%(" not in prepared.sql.replace("%%", "")
+            assert set(prepared.names) == set(names)
+            if driver.paramstyle != "numeric_dollar":  # asyncpg reuses $1 for one name
+                assert len(prepared.names) == len(_TEXT_BIND_RE.findall(bound.sql))
 
 
 # An independent reading of the query: quoted tokens first, then %-expansions.

@@ -54,7 +54,7 @@ def log_lines(tmp_path: Path, payloads: list[bytes], reply: Reply = FOUND, **log
     path = tmp_path / "sockmapd.log"
     configure_logging(LogConfig.model_validate({"file": str(path), **log}))
     for payload in payloads:
-        log_request("127.0.0.1:4711", payload, reply, perf_counter())
+        log_request("127.0.0.1:4711", payload, reply.status, perf_counter())
     return path.read_text(encoding="utf-8").splitlines()
 
 
@@ -193,10 +193,10 @@ def test_reconfiguring_reopens_a_renamed_file(tmp_path: Path) -> None:
     path = tmp_path / "sockmapd.log"
     config = LogConfig(file=path)
     configure_logging(config)
-    log_request("c", b"recipient first@example.com", FOUND, perf_counter())
+    log_request("c", b"recipient first@example.com", FOUND.status, perf_counter())
     path.rename(tmp_path / "sockmapd.log.1")
     configure_logging(config)
-    log_request("c", b"recipient second@example.com", FOUND, perf_counter())
+    log_request("c", b"recipient second@example.com", FOUND.status, perf_counter())
     assert "first@" in (tmp_path / "sockmapd.log.1").read_text()
     assert "second@" not in (tmp_path / "sockmapd.log.1").read_text()
     assert "second@" in path.read_text()
@@ -210,7 +210,7 @@ def test_syslog_datagram_has_facility_priority_and_ident(tmp_path: Path) -> None
         configure_logging(
             LogConfig(target="syslog", syslog_address=address, syslog_facility="local3")
         )
-        log_request("c", b"recipient alice@example.com", FOUND, perf_counter())
+        log_request("c", b"recipient alice@example.com", FOUND.status, perf_counter())
         logging.getLogger("sockmapd.server").warning("careful")
         request, warning = receiver.recv(65536), receiver.recv(65536)
     # local3 is facility 19: <19 * 8 + severity>, info is 6 and warning 4.
@@ -225,7 +225,7 @@ def test_syslog_json_message_is_one_object(tmp_path: Path) -> None:
         receiver.bind(address)
         receiver.settimeout(10)
         configure_logging(LogConfig(target="syslog", syslog_address=address, format="json"))
-        log_request("c", b"recipient alice@example.com", FOUND, perf_counter())
+        log_request("c", b"recipient alice@example.com", FOUND.status, perf_counter())
         datagram = receiver.recv(65536)
     prefix = f"<22>sockmapd[{os.getpid()}]: ".encode()  # mail (2) * 8 + info (6)
     assert datagram.startswith(prefix)
@@ -239,7 +239,7 @@ def test_unreachable_target_raises_and_keeps_logging_as_it_was(tmp_path: Path) -
         configure_logging(LogConfig(file=tmp_path / "missing" / "sockmapd.log"))
     with pytest.raises(OSError, match="cannot reach the syslog socket"):
         configure_logging(LogConfig(target="syslog", syslog_address=str(tmp_path / "none")))
-    log_request("c", b"recipient alice@example.com", FOUND, perf_counter())
+    log_request("c", b"recipient alice@example.com", FOUND.status, perf_counter())
     assert "alice@example.com" in path.read_text()
 
 

@@ -72,6 +72,9 @@ class FakeDriver:
         return asyncio.sleep(0)
 
     def translate(self, exc: BaseException) -> DatabaseError:
+        if isinstance(exc, DatabaseError):
+            # Already what a real driver's translate() would return (a hint, say).
+            return exc
         if isinstance(exc, TimeoutError):
             return QueryTimeout("timed out")
         if isinstance(exc, ConnectionResetError):
@@ -753,3 +756,46 @@ def test_a_cancelled_fetch_stops_its_query() -> None:
         assert pool.in_use == 0
 
     run(scenario)
+
+
+HINT = "set pgbouncer = true in [databases.main]"
+
+
+def test_a_hint_is_logged_once_per_pool_whatever_fails(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        connector = Connector()
+        connector.failures += [
+            DatabaseUnavailable("no usable host", hint=HINT),
+            DatabaseUnavailable("no usable host", hint=HINT),
+        ]
+        pool, _ = make_pool(size=1, connector=connector)
+        for _ in range(2):
+            with pytest.raises(DatabaseUnavailable):
+                await pool.fetch("SELECT 1", (), 1.0)
+        for _ in range(3):
+            lease = await pool.acquire()
+            pool.release(lease)
+            lease.conn.fails_with = QueryFailed("prepared statement missing", hint=HINT)
+            with pytest.raises(QueryFailed):
+                await pool.fetch("SELECT 1", (), 1.0)
+        # The failures themselves still say only what they are: TEMP for each lookup.
+        assert connector.calls == 3
+
+    with caplog.at_level("WARNING", logger="sockmapd.backends.pool"):
+        run(scenario)
+    hinted = [r.getMessage() for r in caplog.records if HINT in r.getMessage()]
+    assert hinted == [f"database main: {HINT}"]
+
+
+def test_no_hint_no_log(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        lease = await pool.acquire()
+        pool.release(lease)
+        lease.conn.fails_with = ValueError("no such table")
+        with pytest.raises(QueryFailed):
+            await pool.fetch("SELECT 1", (), 1.0)
+
+    with caplog.at_level("WARNING", logger="sockmapd.backends.pool"):
+        run(scenario)
+    assert caplog.records == []

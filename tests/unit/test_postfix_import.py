@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from pydantic import SecretStr
 from sockmapd.cli import main
 from sockmapd.config import Config, load_config, parse_config, to_toml
 from sockmapd.config.postfix_import import (
+    CfFile,
     DroppedParameter,
     PostfixImport,
     PostfixImportError,
@@ -112,35 +114,77 @@ def mysql_cf(tls_files: dict[str, Path]) -> str:
 # ---------------------------------------------------------------- .cf syntax
 
 
-def test_parse_cf_syntax() -> None:
+def test_parse_cf_continuation_lines_are_joined_as_they_are() -> None:
+    # Only the line break goes: the spaces at the end of one line and at the start of
+    # the next stay, as in Postfix (postmap -q printed "[A   ]" for this result_format).
+    text = "query = SELECT x  \n    FROM t\n\tWHERE k = '%s'   \nresult_format = [%s\n   ]  \n"
+    assert parse_cf(text).parameters == {
+        "query": "SELECT x      FROM t\tWHERE k = '%s'",
+        "result_format": "[%s   ]",
+    }
+    # A line that starts with whitespace continues even a line without '='.
+    assert parse_cf("user\n  = alice\n").parameters == {"user": "alice"}
+
+
+def test_parse_cf_comments_and_blank_lines_end_no_parameter() -> None:
     text = (
-        "\ufeff# comment\n"
-        "hosts = a b\n"
-        "\n"
+        "# comment\n"
         "query = SELECT x\n"
-        "    FROM t\n"
         "# a comment inside does not end the line\n"
-        "\tWHERE k = '%s'   \n"
-        "user=alice\n"
-        "  \n"
-        "password =\n"
-        "user = bob\n"
+        "\n"
+        "  \t \n"
+        "    # nor does an indented one\n"
+        " FROM t\n"
+        "   # user = indented comments are skipped, not continued\n"
         "result_format = a = b # not a comment\n"
     )
-    assert parse_cf(text) == {
-        "hosts": "a b",
-        "query": "SELECT x FROM t WHERE k = '%s'",
-        "user": "bob",
-        "password": "",
-        "result_format": "a = b # not a comment",
+    assert parse_cf(text) == CfFile(
+        {"query": "SELECT x FROM t", "result_format": "a = b # not a comment"}
+    )
+
+
+@pytest.mark.parametrize(
+    "line", ["user=alice", "user =alice", "user= alice", "user\t=\talice", "user   =   alice  "]
+)
+def test_parse_cf_equals_with_or_without_spaces(line: str) -> None:
+    assert parse_cf(f"{line}\n").parameters == {"user": "alice"}
+
+
+def test_parse_cf_last_value_wins() -> None:
+    text = "user = alice\npassword =\nuser = bob\n"
+    assert parse_cf(text).parameters == {"user": "bob", "password": ""}
+
+
+def test_parse_cf_skips_a_first_logical_line_that_starts_with_whitespace() -> None:
+    # Postfix: "logical line must not start with whitespace", and the line is skipped
+    # with its continuation lines.
+    text = "# comment\n  hosts = a\n\tb\nuser = alice\n"
+    assert parse_cf(text) == CfFile({"user": "alice"}, (2,))
+
+
+def test_parse_cf_reads_line_ends_and_whitespace_as_postfix() -> None:
+    # CRLF: the CR ends the value (trimmed) but stays inside a continued value.
+    assert parse_cf("query = SELECT x\r\n FROM t\r\n").parameters == {"query": "SELECT x\r FROM t"}
+    # Lines end at LF only; VT and FF are whitespace (they continue a line), other
+    # characters Python would split lines at are text.
+    assert parse_cf("query = a\n\vb\n\fc\x1cd\u2028e\n").parameters == {
+        "query": "a\vb\fc\x1cd\u2028e"
     }
+    # Whitespace is ASCII only: a no-break space is not trimmed.
+    assert parse_cf("result_format = <%s>\u00a0\n").parameters == {"result_format": "<%s>\u00a0"}
+
+
+def test_parse_cf_reads_a_byte_order_mark_as_text() -> None:
+    assert parse_cf("\ufeffhosts = a\nuser = b\n").parameters == {"\ufeffhosts": "a", "user": "b"}
+    expected = "line 1: expected 'name = value', found no '=' (the file starts with a byte"
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}"):
+        parse_cf("\ufeff# comment\nuser = b\n")
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("hosts = a\nuser\n", "line 2: expected 'name = value', found no '='"),
-        (" hosts = a\n", "line 1: a line that starts with whitespace continues the line"),
         ("= value\n", "line 1: expected 'name = value', found '' before '='"),
         ("two words = x\n", "line 1: expected 'name = value', found 'two words' before '='"),
     ],
@@ -190,7 +234,8 @@ def test_mysql_file(tls_files: dict[str, Path]) -> None:
     assert database.host_order == "random"
     entry = config.maps["virtual"]
     assert entry.database == "virtual"
-    assert entry.query == "SELECT goto FROM alias WHERE address = '%s' AND active = 1"
+    # The continuation line keeps its indentation, as in Postfix.
+    assert entry.query == "SELECT goto FROM alias    WHERE address = '%s' AND active = 1"
     assert entry.result_format == "smtp:[%s]"
     assert entry.domain == ["example.com", "example.net"]
     assert entry.expansion_limit == 1
@@ -528,6 +573,39 @@ def test_invalid_map_name_is_an_error() -> None:
     assert "must not contain ':'" in problem
 
 
+def test_lines_postfix_skips_are_reported_first() -> None:
+    result = run(
+        " result_format = x%s\n\t<%s>\n" + SQLITE_CF + "idle_interval = 5\n", kind="sqlite"
+    )
+    assert result.config.maps["t0"].result_format is None
+    assert [parameter for parameter, _ in dropped(result)] == ["line 1", "idle_interval"]
+    assert dropped(result)[0][1] == (
+        "starts with whitespace but continues no parameter before it; Postfix skips it "
+        "with a warning (logical line must not start with whitespace)"
+    )
+
+
+def test_a_name_after_a_byte_order_mark_is_dropped_as_postfix_ignores_it() -> None:
+    # Postfix reads the mark as part of the first name, "\ufeffresult_format", which is
+    # no parameter: it ignores the line, and so does the import, saying why.
+    result = run("\ufeffresult_format = x%s\n" + SQLITE_CF, kind="sqlite")
+    assert result.config.maps["t0"].result_format is None
+    assert dropped(result) == [
+        (
+            "result_format",
+            "the file starts with a byte-order mark, which Postfix reads as part of this "
+            "name, so Postfix ignores this line too: save the file without it",
+        )
+    ]
+
+
+def test_a_byte_order_mark_before_a_comment_is_a_syntax_error() -> None:
+    assert failure("\ufeff# comment\n" + SQLITE_CF, kind="sqlite") == [
+        "/etc/postfix/t0.cf: line 1: expected 'name = value', found no '=' (the file starts "
+        "with a byte-order mark, which Postfix reads as text: save the file without it)"
+    ]
+
+
 def test_dropped_parameter_text() -> None:
     assert str(DroppedParameter("/x.cf", "tls_CApath", "why")) == "/x.cf: tls_CApath: why"
 
@@ -612,13 +690,112 @@ def test_command_invalid_input(cf_dir: Path, capsys: pytest.CaptureFixture[str])
     assert "Traceback" not in err
 
 
-def test_command_more_names_than_files(cf_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = cf_dir / "sqlite-legacy.cf"
-    assert main(["config", "import-postfix", "--name", "a", "--name", "b", str(path)]) == 2
-    assert "2 --name options but only 1 files" in capsys.readouterr().err
+def imported_maps(argv: list[str], capsys: pytest.CaptureFixture[str]) -> list[str]:
+    assert main(["config", "import-postfix", *argv]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return list(parse_config(out).maps)
+
+
+def usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(["config", "import-postfix", *argv])
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    return err.splitlines()[-1]
+
+
+@pytest.fixture
+def two_files(tmp_path: Path) -> tuple[str, str]:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.cf").write_text(SQLITE_CF)
+    return f"sqlite:{tmp_path / 'a.cf'}", f"sqlite:{tmp_path / 'b.cf'}"
+
+
+def test_command_each_name_before_its_file(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    argv = ["--name", "first", a, "--name", "second", b]
+    assert imported_maps(argv, capsys) == ["first", "second"]
+
+
+def test_command_names_before_the_files(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    assert imported_maps(["--name", "first", "--name", "second", a, b], capsys) == [
+        "first",
+        "second",
+    ]
+
+
+def test_command_a_name_after_a_file_names_the_next_one(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    assert imported_maps([a, "--name", "second", b], capsys) == ["a", "second"]
+    assert imported_maps(["--name", "first", a, b], capsys) == ["first", "b"]
+
+
+def test_command_options_in_other_spellings(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    argv = ["--name=first", a, "--show", "--na", "second", b]
+    assert imported_maps(argv, capsys) == ["first", "second"]
+
+
+def test_command_name_after_the_last_file(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = two_files
+    assert usage_error([a, b, "--name", "late"], capsys) == (
+        "sockmapd config import-postfix: error: --name late: no file left to name "
+        "(a --name names the first file after it that no earlier --name names)"
+    )
+
+
+def test_command_more_names_than_files(
+    two_files: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, _ = two_files
+    error = usage_error(["--name", "x", "--name", "y", "--name", "z", a], capsys)
+    assert error.startswith("sockmapd config import-postfix: error: --name y, --name z: ")
 
 
 def test_command_needs_a_file(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["config", "import-postfix"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            "SELECT goto FROM alias WHERE address = '%s';",
+            "SELECT goto FROM alias WHERE address = '%s'",
+        ),
+        (
+            "SELECT goto FROM alias WHERE address = '%s' ;",
+            "SELECT goto FROM alias WHERE address = '%s'",
+        ),
+        (
+            "SELECT goto FROM alias WHERE address = '%s;'",
+            "SELECT goto FROM alias WHERE address = '%s;'",
+        ),
+    ],
+)
+def test_one_final_semicolon_is_dropped(query: str, expected: str) -> None:
+    # Postfix sends the query as written, and MySQL and PostgreSQL accept one final ';'.
+    result = run(f"hosts = db\nquery = {query}\n")
+    assert result.dropped == ()
+    assert result.config.maps["t0"].query == expected
+
+
+def test_a_semicolon_between_statements_is_still_refused() -> None:
+    text = "hosts = db\nquery = SELECT 1 FROM alias WHERE address = '%s'; SELECT 2;\n"
+    [problem] = failure(text)
+    assert "';' is not allowed" in problem

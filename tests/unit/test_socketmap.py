@@ -18,7 +18,10 @@ from sockmapd.protocol.socketmap import (
     ReplyTooLargeError,
     Request,
     Status,
+    decode_frame,
     encode_reply,
+    frame_payload_size,
+    frame_status,
     parse_reply,
     parse_request,
 )
@@ -276,3 +279,22 @@ def test_parse_reply_only_raises_reply_error(payload: bytes) -> None:
         pass
     else:
         assert payload.startswith(reply.status.value.encode())
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply.ok("x"),
+        Reply.ok("TIMEOUT and more: 1,2"),
+        Reply.notfound(),
+        Reply.temp("db down"),
+        Reply.timeout("slow"),
+        Reply.perm("bad"),
+        Reply.ok("ü" * 300),
+    ],
+)
+def test_frame_helpers_read_back_what_encode_reply_wrote(reply: Reply) -> None:
+    frame = encode_reply(reply)
+    assert frame_status(frame) is reply.status
+    assert frame_payload_size(frame) == len(reply.payload())
+    assert decode_frame(frame) == reply
