@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from sockmapd.config.errors import ConfigError, Problem, problems_from_validation_error
 from sockmapd.config.files import UnreadableFile, read_bounded
 from sockmapd.config.legacy import from_legacy
+from sockmapd.config.map_tests import MapTest, MapTestFile
 from sockmapd.config.models import Config
 
 # A configuration is a few kilobytes; the cap keeps a wrong path such as
@@ -72,6 +74,18 @@ def load_config(path: Path, *, fallback_port: int | None = None) -> Config:
             source, [Problem("", f"line {line} column {column}: the file is not valid UTF-8")]
         ) from None
     return parse_config(text, source, base_dir=path.absolute().parent, fallback_port=fallback_port)
+
+
+def parse_tests(
+    text: str, source: str = "<string>", *, map_names: Iterable[str] | None = None
+) -> list[MapTest]:
+    """Return the [[tests]] of a test file's TOML text; a test must name one of map_names."""
+    document = _decode_toml(text.removeprefix("\ufeff"), source)
+    names = None if map_names is None else list(map_names)
+    try:
+        return MapTestFile.model_validate(document, context={"maps": names}).tests
+    except ValidationError as exc:
+        raise ConfigError(source, problems_from_validation_error(exc)) from None
 
 
 def _decode_json(text: str, source: str) -> object:

@@ -55,6 +55,8 @@ def to_toml(config: Config, *, reveal_secrets: bool = False) -> str:
     if config.maps:
         maps = {name: _map(entry) for name, entry in config.maps.items()}
         parts.append(tomli_w.dumps({"maps": maps}))
+    # tomli_w writes short tables inline; a test reads better as a [[tests]] table.
+    parts += ["[[tests]]\n" + tomli_w.dumps(_without_none(t.model_dump())) for t in config.tests]
     return "\n".join(part.rstrip("\n") + "\n" for part in parts)
 
 
