@@ -32,6 +32,7 @@ from sockmapd.config.postfix_import import (
 )
 from sockmapd.config.reference import REGENERATE_COMMAND, render_reference
 from sockmapd.logs import configure_logging
+from sockmapd.text import counted
 
 DEFAULT_CONFIG = Path("/etc/sockmapd/sockmapd.toml")
 DEFAULT_QUERY_ADDRESS = "tcp://127.0.0.1:2224"
@@ -311,7 +312,8 @@ def _check(path: Path, config: Config, *, connect: bool) -> int:
             print(ConfigError(str(path), problems), file=sys.stderr)
             return 1
     what = "configuration and databases OK" if connect else "configuration OK"
-    print(f"{path}: {what} ({len(config.maps)} maps, {len(config.databases)} databases)")
+    counts = f"{counted(len(config.maps), 'map')}, {counted(len(config.databases), 'database')}"
+    print(f"{path}: {what} ({counts})")
     return 0
 
 

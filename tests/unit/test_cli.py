@@ -34,6 +34,28 @@ def test_check_config_accepts_the_legacy_sample(
     assert "configuration OK (2 maps, 2 databases)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("maps", "counts"),
+    [
+        ({"m": "t"}, "1 map, 1 database"),
+        ({"m": "t", "n": "u"}, "2 maps, 1 database"),
+        ({}, "0 maps, 1 database"),
+    ],
+)
+def test_check_config_counts_in_the_singular_for_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], maps: dict[str, str], counts: str
+) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text(
+        '[databases.d]\nurl = "sqlite+aiosqlite:////tmp/x.db"\n'
+        + "".join(
+            f'[maps.{n}]\ndatabase = "d"\ntable = "{t}"\nkey = "k"\n' for n, t in maps.items()
+        )
+    )
+    assert main(["--check-config", "-c", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: configuration OK ({counts})\n"
+
+
 def test_check_config_reports_every_problem_with_its_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
