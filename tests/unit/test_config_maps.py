@@ -533,6 +533,9 @@ result_format = "%u"
     again = parse_config(written)
     assert again == config
     assert to_toml(again, reveal_secrets=True) == written
+    every = to_toml(config, reveal_secrets=True, include_defaults=True)
+    assert parse_config(every) == config
+    assert tomllib.loads(every)["maps"]["virtual"]["cache_size"] == 10000
     data = tomllib.loads(written)["maps"]
     assert data["virtual"] == {
         "database": "mail",
