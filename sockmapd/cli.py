@@ -32,6 +32,7 @@ from sockmapd.config.postfix_import import (
 )
 from sockmapd.config.reference import REGENERATE_COMMAND, render_reference
 from sockmapd.logs import configure_logging
+from sockmapd.text import counted
 
 if TYPE_CHECKING:
     from sockmapd.maptest import Outcome
@@ -135,8 +136,8 @@ def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]],
     """Pair import-postfix's files with their --name; also return the names left over.
 
     The arguments are ones argparse accepted, so every option is --name (with its value
-    inline or next), --show-secrets, or an abbreviation of one of them. Each file takes
-    the oldest --name before it that no earlier file took.
+    inline or next), --all, --show-secrets, or an abbreviation of one of them. Each file
+    takes the oldest --name before it that no earlier file took.
     """
     pending: list[str] = []
     tables: list[tuple[str, str | None]] = []
@@ -151,7 +152,7 @@ def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]],
             if _is_option(option, "--name"):
                 pending.append(value if inline else next(remaining))
                 continue
-            if _is_option(option, "--show-secrets"):
+            if any(_is_option(option, flag) for flag in ("--all", "--show-secrets")):
                 continue
         tables.append((argument, pending.pop(0) if pending else None))
     return tables, pending
@@ -267,13 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert = config_tools.add_parser(
         "convert",
         help="print a config (legacy JSON or TOML) as canonical TOML",
-        description="Print the config as canonical TOML; passwords are masked "
-        "unless --show-secrets is given.",
+        description="Print the config as canonical TOML: the settings that differ from "
+        "their defaults, or every setting with --all; passwords are masked unless "
+        "--show-secrets is given.",
     )
     convert.add_argument("file", type=Path, metavar="FILE", help="config file, TOML or legacy JSON")
-    convert.add_argument(
-        "--show-secrets", action="store_true", help="print passwords instead of a mask"
-    )
+    _add_output_options(convert)
     config_tools.add_parser(
         "reference",
         help="print the configuration reference (every option) as Markdown",
@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import-postfix",
         help="print a config made from Postfix mysql:, pgsql: and sqlite: table files",
         description="Print the TOML config equivalent to Postfix SQL table files\n"
-        "(mysql_table(5), pgsql_table(5), sqlite_table(5)); passwords are masked\n"
+        "(mysql_table(5), pgsql_table(5), sqlite_table(5)): the settings that differ\n"
+        "from their defaults, or every setting with --all; passwords are masked\n"
         "unless --show-secrets is given.",
         epilog=IMPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -302,11 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MAP",
         help="map name of the next file (default: the file name without .cf)",
     )
-    postfix.add_argument(
-        "--show-secrets", action="store_true", help="print passwords instead of a mask"
-    )
+    _add_output_options(postfix)
     postfix.names_files = True
     return parser
+
+
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--all",
+        action="store_true",
+        dest="include_defaults",
+        help="also print the settings left at their defaults",
+    )
+    command.add_argument(
+        "--show-secrets", action="store_true", help="print passwords instead of a mask"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -372,7 +383,8 @@ def _check(path: Path, config: Config, *, connect: bool) -> int:
         if outcomes and not _tests_passed(path, outcomes):
             return 1
     what = "configuration and databases OK" if connect else "configuration OK"
-    print(f"{path}: {what} ({len(config.maps)} maps, {len(config.databases)} databases)")
+    counts = f"{counted(len(config.maps), 'map')}, {counted(len(config.databases), 'database')}"
+    print(f"{path}: {what} ({counts})")
     return 0
 
 
@@ -478,8 +490,12 @@ def _convert(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    sys.stdout.write(to_toml(config, reveal_secrets=args.show_secrets))
+    sys.stdout.write(_toml(config, args))
     return 0
+
+
+def _toml(config: Config, args: argparse.Namespace) -> str:
+    return to_toml(config, reveal_secrets=args.show_secrets, include_defaults=args.include_defaults)
 
 
 def _import_postfix(args: argparse.Namespace) -> int:
@@ -504,5 +520,5 @@ def _import_postfix(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for dropped in imported.dropped:
         print(dropped, file=sys.stderr)
-    sys.stdout.write(to_toml(imported.config, reveal_secrets=args.show_secrets))
+    sys.stdout.write(_toml(imported.config, args))
     return EXIT_DROPPED if imported.dropped else EXIT_OK

@@ -419,7 +419,10 @@ the name. Default path: `/etc/sockmapd/sockmapd.toml`; choose another with `-c F
 
 Every problem is reported with the file, the path of the field and the reason, one per
 line, for example `sockmapd.toml: maps.recipient.table: must be a plain SQL identifier`.
-Unknown keys are errors, so a misspelt option never goes unnoticed.
+Unknown keys are errors, so a misspelt option never goes unnoticed; the nearest known
+key is named when one is close: `maps.recipient.valeu: unknown key (did you mean
+"value"?)`. A TOML syntax error names its line and column, also when the file ends too
+early: `sockmapd.toml: line 14 column 1 (end of file): Unclosed array`.
 `sockmapd --check-config -c FILE` checks a file without starting anything; with
 `--connect` it also connects to every database, checks that every map's table and
 columns exist, and runs the `[[tests]]` ([testing-maps.md](testing-maps.md)).
