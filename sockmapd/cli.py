@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -32,6 +32,10 @@ from sockmapd.config.postfix_import import (
 )
 from sockmapd.config.reference import REGENERATE_COMMAND, render_reference
 from sockmapd.logs import configure_logging
+from sockmapd.text import counted
+
+if TYPE_CHECKING:
+    from sockmapd.maptest import Outcome
 
 DEFAULT_CONFIG = Path("/etc/sockmapd/sockmapd.toml")
 DEFAULT_QUERY_ADDRESS = "tcp://127.0.0.1:2224"
@@ -48,6 +52,17 @@ exit status:
   1  at least one key was not found (NOTFOUND), and nothing failed
   2  usage error
   3  a lookup failed (TEMP, TIMEOUT or PERM), or the server could not be reached
+"""
+TEST_EPILOG = """\
+Without --server the maps are built from the config and asked directly, as the
+server would ask them: no server needs to run, the databases must be reachable.
+The tests are the config's [[tests]] and those of each FILE (TOML, [[tests]]
+tables with map, key, expect and an optional note). See docs/testing-maps.md.
+
+exit status:
+  0  every test passed
+  1  a test failed, or got no reply
+  2  usage error, or a config or test file that does not load
 """
 IMPORT_EPILOG = """\
 Each file becomes one map and one database named after the map (files with the
@@ -121,8 +136,8 @@ def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]],
     """Pair import-postfix's files with their --name; also return the names left over.
 
     The arguments are ones argparse accepted, so every option is --name (with its value
-    inline or next), --show-secrets, or an abbreviation of one of them. Each file takes
-    the oldest --name before it that no earlier file took.
+    inline or next), --all, --show-secrets, or an abbreviation of one of them. Each file
+    takes the oldest --name before it that no earlier file took.
     """
     pending: list[str] = []
     tables: list[tuple[str, str | None]] = []
@@ -137,7 +152,7 @@ def _name_files(arguments: Sequence[str]) -> tuple[list[tuple[str, str | None]],
             if _is_option(option, "--name"):
                 pending.append(value if inline else next(remaining))
                 continue
-            if _is_option(option, "--show-secrets"):
+            if any(_is_option(option, flag) for flag in ("--all", "--show-secrets")):
                 continue
         tables.append((argument, pending.pop(0) if pending else None))
     return tables, pending
@@ -172,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connect",
         action="store_true",
-        help="with --check-config: also connect to the databases and check tables and columns",
+        help="with --check-config: also connect to the databases, check tables and columns, "
+        "and run the config's [[tests]]",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -209,6 +225,42 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("map", metavar="MAP", help="map name")
     query.add_argument("keys", metavar="KEY", nargs="+", help="key to look up")
 
+    test = commands.add_parser(
+        "test",
+        help="run the map tests of a config and of test files",
+        description="Look up each test's key in its map and compare the reply with the "
+        "one expected.",
+        epilog=TEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    test.add_argument(
+        "-c",
+        "--config",
+        dest="test_config",
+        type=Path,
+        metavar="CONFIG",
+        help=f"config whose maps and [[tests]] to use (default: {DEFAULT_CONFIG}; "
+        "with --server only if given)",
+    )
+    test.add_argument(
+        "-s",
+        "--server",
+        metavar="ADDRESS",
+        help="ask the running server at this address (tcp://HOST:PORT or unix:///path) "
+        "instead of the databases",
+    )
+    test.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --server: seconds to wait for each reply (default: 10)",
+    )
+    test.add_argument(
+        "--junit-xml", type=Path, metavar="FILE", help="also write the results as JUnit XML"
+    )
+    test.add_argument("files", nargs="*", type=Path, metavar="FILE", help="test file")
+
     config_cmd = commands.add_parser("config", help="config file tools")
     config_tools = config_cmd.add_subparsers(
         dest="config_command", metavar="TOOL", required=True, parser_class=_ToolParser
@@ -216,13 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert = config_tools.add_parser(
         "convert",
         help="print a config (legacy JSON or TOML) as canonical TOML",
-        description="Print the config as canonical TOML; passwords are masked "
-        "unless --show-secrets is given.",
+        description="Print the config as canonical TOML: the settings that differ from "
+        "their defaults, or every setting with --all; passwords are masked unless "
+        "--show-secrets is given.",
     )
     convert.add_argument("file", type=Path, metavar="FILE", help="config file, TOML or legacy JSON")
-    convert.add_argument(
-        "--show-secrets", action="store_true", help="print passwords instead of a mask"
-    )
+    _add_output_options(convert)
     config_tools.add_parser(
         "reference",
         help="print the configuration reference (every option) as Markdown",
@@ -233,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "import-postfix",
         help="print a config made from Postfix mysql:, pgsql: and sqlite: table files",
         description="Print the TOML config equivalent to Postfix SQL table files\n"
-        "(mysql_table(5), pgsql_table(5), sqlite_table(5)); passwords are masked\n"
+        "(mysql_table(5), pgsql_table(5), sqlite_table(5)): the settings that differ\n"
+        "from their defaults, or every setting with --all; passwords are masked\n"
         "unless --show-secrets is given.",
         epilog=IMPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -251,11 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MAP",
         help="map name of the next file (default: the file name without .cf)",
     )
-    postfix.add_argument(
-        "--show-secrets", action="store_true", help="print passwords instead of a mask"
-    )
+    _add_output_options(postfix)
     postfix.names_files = True
     return parser
+
+
+def _add_output_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--all",
+        action="store_true",
+        dest="include_defaults",
+        help="also print the settings left at their defaults",
+    )
+    command.add_argument(
+        "--show-secrets", action="store_true", help="print passwords instead of a mask"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,6 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "query":
         return _query(args)
+    if args.command == "test":
+        from sockmapd.maptest.command import run_tests
+
+        return run_tests(args, DEFAULT_CONFIG)
     if args.command == "config":
         if args.config_command == "import-postfix":
             return _import_postfix(args)
@@ -293,6 +359,7 @@ def _check(path: Path, config: Config, *, connect: bool) -> int:
         quiet.addHandler(logging.NullHandler())
         quiet.propagate = False
         from sockmapd.backends.schema import check_databases
+        from sockmapd.maptest import config_cases, run_direct
 
         try:
             databases = create_databases(config.databases)
@@ -300,19 +367,40 @@ def _check(path: Path, config: Config, *, connect: bool) -> int:
             print(f"{path}: {exc}", file=sys.stderr)
             return 1
 
-        async def run() -> list[Problem]:
+        async def run() -> tuple[list[Problem], list[Outcome]]:
             try:
-                return await check_databases(config, databases)
+                problems = await check_databases(config, databases)
+                if problems:
+                    return problems, []
+                return [], await run_direct(config, databases, config_cases(path, config))
             finally:
                 await databases.dispose()
 
-        problems = anyio.run(run)
+        problems, outcomes = anyio.run(run)
         if problems:
             print(ConfigError(str(path), problems), file=sys.stderr)
             return 1
+        if outcomes and not _tests_passed(path, outcomes):
+            return 1
     what = "configuration and databases OK" if connect else "configuration OK"
-    print(f"{path}: {what} ({len(config.maps)} maps, {len(config.databases)} databases)")
+    counts = f"{counted(len(config.maps), 'map')}, {counted(len(config.databases), 'database')}"
+    print(f"{path}: {what} ({counts})")
     return 0
+
+
+def _tests_passed(path: Path, outcomes: list[Outcome]) -> bool:
+    """Print the [[tests]] that failed (stderr), or how many passed; return True if all did."""
+    from sockmapd.maptest import Summary, problem_line
+
+    summary = Summary.of(outcomes)
+    if not summary.ok:
+        for outcome in outcomes:
+            if not outcome.passed:
+                print(problem_line(outcome), file=sys.stderr)
+        print(f"{path}: tests: {summary}", file=sys.stderr)
+        return False
+    print(f"{path}: tests: {summary}")
+    return True
 
 
 def _serve(path: Path, config: Config, fallback_port: int | None) -> int:
@@ -402,8 +490,12 @@ def _convert(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    sys.stdout.write(to_toml(config, reveal_secrets=args.show_secrets))
+    sys.stdout.write(_toml(config, args))
     return 0
+
+
+def _toml(config: Config, args: argparse.Namespace) -> str:
+    return to_toml(config, reveal_secrets=args.show_secrets, include_defaults=args.include_defaults)
 
 
 def _import_postfix(args: argparse.Namespace) -> int:
@@ -428,5 +520,5 @@ def _import_postfix(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for dropped in imported.dropped:
         print(dropped, file=sys.stderr)
-    sys.stdout.write(to_toml(imported.config, reveal_secrets=args.show_secrets))
+    sys.stdout.write(_toml(imported.config, args))
     return EXIT_DROPPED if imported.dropped else EXIT_OK

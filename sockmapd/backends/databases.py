@@ -241,7 +241,6 @@ def _lookup_pool(
         overflow=db.max_overflow,
         # Waiting longer than a query may take for a connection means the
         # database is overloaded: answer TEMP rather than queue without bound.
-        wait_timeout=db.query_timeout,
         # Servers drop idle connections (MySQL's wait_timeout, firewalls); renew
         # them before that rather than discover it on a lookup.
         recycle=db.pool_recycle,

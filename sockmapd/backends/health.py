@@ -130,9 +130,11 @@ async def probe(database: Database) -> tuple[str, bool | None]:
 
 
 async def _select_one(pool: DriverPool, query_timeout: float) -> None:
+    # As a lookup's: one deadline for the wait, the query and the retry.
+    deadline = asyncio.get_running_loop().time() + query_timeout
     for attempt in (1, 2):
         try:
-            await pool.fetch(SELECT_ONE, (), query_timeout)
+            await pool.fetch(SELECT_ONE, (), deadline)
             return
         except ConnectionLost:
             # A pooled connection that died since its last use says nothing about

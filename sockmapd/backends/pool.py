@@ -2,8 +2,10 @@
 
 Lookups wait in arrival order: a connection given back goes straight to the
 longest waiter, so under load no client connection is starved by luckier ones.
-Waiting is bounded (wait_timeout), so an overloaded database turns into TEMP
-answers instead of an unbounded queue.
+Each lookup has one deadline for its wait and its queries (its query_timeout; the
+time spent opening a connection comes on top, bounded by connect_timeout per host),
+so an overloaded database turns into TEMP and TIMEOUT answers within that time
+instead of an unbounded queue.
 
 What happens to a connection after a lookup depends only on the type of the
 error its driver translated (sockmapd.backends.errors): a query error leaves it
@@ -40,11 +42,13 @@ log = logging.getLogger(__name__)
 class Lease:
     """One checked-out connection; give it back with DriverPool.release."""
 
-    __slots__ = ("born", "conn")
+    __slots__ = ("born", "conn", "opening")
 
-    def __init__(self, conn: Any, born: float) -> None:
+    def __init__(self, conn: Any, born: float, opening: float = 0.0) -> None:
         self.conn = conn
         self.born = born
+        # Seconds spent opening it, until its first lookup takes them off its deadline.
+        self.opening = opening
 
 
 class DriverPool:
@@ -58,7 +62,6 @@ class DriverPool:
         *,
         size: int,
         overflow: int,
-        wait_timeout: float,
         recycle: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -67,7 +70,6 @@ class DriverPool:
         self._connect = connect
         self._size = size
         self._limit = size + overflow
-        self._wait_timeout = wait_timeout
         self._recycle = recycle
         self._clock = clock
         self._idle: deque[Lease] = deque()
@@ -113,19 +115,34 @@ class DriverPool:
         """Return True when every connection the pool may open is checked out."""
         return self._in_use >= self._limit
 
-    async def fetch(self, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
-        """Run sql with args on a pooled connection; raise only DatabaseError (or a cancel)."""
-        lease = await self.acquire()
+    async def fetch(self, sql: str, args: tuple[str, ...], deadline: float) -> Rows:
+        """Run sql with args on a pooled connection by deadline (the loop's clock).
+
+        The wait for a connection and the query share the time left; raise only
+        DatabaseError (or a cancel).
+        """
+        lease = await self.acquire(deadline)
+        # Opening a connection (failing over between hosts, each with its own
+        # connect_timeout) does not eat the query's time.
+        opening, lease.opening = lease.opening, 0.0
+        left = deadline + opening - asyncio.get_running_loop().time()
+        if left <= 0:
+            # The wait took the time: the query is not started.
+            self.release(lease)
+            raise PoolExhausted(f"database {self.name}: no time left within query_timeout")
         try:
-            rows = await self.driver.fetch(lease.conn, sql, args, query_timeout)
+            rows = await self.driver.fetch(lease.conn, sql, args, left)
         except BaseException as exc:
             self.release(lease, exc)
             raise
         self.release(lease)
         return rows
 
-    async def acquire(self) -> Lease:
-        """Return a connection; raise PoolExhausted, PoolClosed or DatabaseUnavailable."""
+    async def acquire(self, deadline: float) -> Lease:
+        """Return a connection, waiting until deadline at most (the loop's clock).
+
+        Raise PoolExhausted, PoolClosed or DatabaseUnavailable.
+        """
         if self._closed:
             raise PoolClosed(f"database {self.name}: the pool is closed")
         idle = self._idle
@@ -138,7 +155,7 @@ class DriverPool:
         if self._open < self._limit:
             self._open += 1
             return await self._open_reserved()
-        return await self._wait()
+        return await self._wait(deadline)
 
     def release(self, lease: Lease, failure: BaseException | None = None) -> None:
         """Give a connection back after a lookup that ended with failure (None: it answered)."""
@@ -206,6 +223,8 @@ class DriverPool:
 
     async def _open_reserved(self) -> Lease:
         """Open a connection in a slot already counted in _open."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             conn = await self._connect()
         except BaseException as exc:
@@ -221,18 +240,18 @@ class DriverPool:
             self._close_later(self.driver.close(conn))
             raise PoolClosed(f"database {self.name}: the pool is closed")
         self._in_use += 1
-        return Lease(conn, self._clock())
+        return Lease(conn, self._clock(), loop.time() - began)
 
-    async def _wait(self) -> Lease:
+    async def _wait(self, deadline: float) -> Lease:
         waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            async with asyncio.timeout(self._wait_timeout):
+            async with asyncio.timeout_at(deadline):
                 lease = await waiter
         except TimeoutError:
             self._give_back(waiter)
             raise PoolExhausted(
-                f"database {self.name}: no connection free within {self._wait_timeout:g}s "
+                f"database {self.name}: no connection free within query_timeout "
                 f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
             ) from None
         except BaseException:

@@ -4,8 +4,9 @@ from sockmapd.config.addresses import TcpAddress, UnixAddress, parse_listen_addr
 from sockmapd.config.databases import DatabaseConfig, Endpoint
 from sockmapd.config.errors import ConfigError, Problem, SecretError
 from sockmapd.config.legacy import from_legacy
-from sockmapd.config.loader import load_config, parse_config
+from sockmapd.config.loader import load_config, parse_config, parse_tests
 from sockmapd.config.log import LogConfig
+from sockmapd.config.map_tests import MapTest
 from sockmapd.config.maps import KeyTransform, MapConfig
 from sockmapd.config.models import Config
 from sockmapd.config.postfix_import import (
@@ -27,6 +28,7 @@ __all__ = [
     "KeyTransform",
     "LogConfig",
     "MapConfig",
+    "MapTest",
     "MetricsConfig",
     "PostfixImport",
     "PostfixImportError",
@@ -41,5 +43,6 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_listen_address",
+    "parse_tests",
     "to_toml",
 ]

@@ -110,7 +110,7 @@ def from_legacy(data: object, *, fallback_port: int | None, base_dir: Path | Non
     try:
         legacy = LegacyFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(LEGACY_SOURCE, problems_from_validation_error(exc)) from None
+        raise ConfigError(LEGACY_SOURCE, problems_from_validation_error(exc, LegacyFile)) from None
 
     problems: list[Problem] = []
     map_index: dict[str, int] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +14,18 @@ from pydantic import ValidationError
 from sockmapd.config.errors import ConfigError, Problem, problems_from_validation_error
 from sockmapd.config.files import UnreadableFile, read_bounded
 from sockmapd.config.legacy import from_legacy
+from sockmapd.config.map_tests import MapTest, MapTestFile
 from sockmapd.config.models import Config
 
 # A configuration is a few kilobytes; the cap keeps a wrong path such as
 # /dev/zero from exhausting memory on start or reload.
 MAX_CONFIG_BYTES = 1024 * 1024
 
+# tomllib (before Python 3.14) reports the position only inside its message, and
+# at the end of the text without a line: "Unclosed array (at end of document)".
 _TOML_POSITION_RE = re.compile(
-    r"^(?P<message>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$"
+    r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$",
+    re.DOTALL,
 )
 
 
@@ -52,7 +57,7 @@ def parse_config(
     try:
         return Config.model_validate(document, context={"base_dir": base})
     except ValidationError as exc:
-        raise ConfigError(source, problems_from_validation_error(exc)) from None
+        raise ConfigError(source, problems_from_validation_error(exc, Config)) from None
 
 
 def load_config(path: Path, *, fallback_port: int | None = None) -> Config:
@@ -74,6 +79,18 @@ def load_config(path: Path, *, fallback_port: int | None = None) -> Config:
     return parse_config(text, source, base_dir=path.absolute().parent, fallback_port=fallback_port)
 
 
+def parse_tests(
+    text: str, source: str = "<string>", *, map_names: Iterable[str] | None = None
+) -> list[MapTest]:
+    """Return the [[tests]] of a test file's TOML text; a test must name one of map_names."""
+    document = _decode_toml(text.removeprefix("\ufeff"), source)
+    names = None if map_names is None else list(map_names)
+    try:
+        return MapTestFile.model_validate(document, context={"maps": names}).tests
+    except ValidationError as exc:
+        raise ConfigError(source, problems_from_validation_error(exc, MapTestFile)) from None
+
+
 def _decode_json(text: str, source: str) -> object:
     try:
         return json.loads(text)
@@ -88,18 +105,23 @@ def _decode_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        problem = Problem("", _toml_message(str(exc)))
+        problem = Problem("", _toml_message(str(exc), text))
     except RecursionError:
         problem = Problem("", "the TOML document is nested too deeply")
     raise ConfigError(source, [problem])
 
 
-def _toml_message(message: str) -> str:
-    # tomllib (before Python 3.14) reports the position only inside its message.
+def _toml_message(message: str, text: str) -> str:
+    """Return a tomllib error message as "line L column C: message", the position first."""
     match = _TOML_POSITION_RE.match(message)
     if match is None:
         return message
-    return f"line {match['line']} column {match['column']}: {match['message']}"
+    if match["line"] is not None:
+        return f"line {match['line']} column {match['column']}: {match['message']}"
+    # The end of the text, counted as tomllib counts positions.
+    line = text.count("\n") + 1
+    column = len(text) - text.rfind("\n")
+    return f"line {line} column {column} (end of file): {match['message']}"
 
 
 def _with_fallback_listen(document: dict[str, Any], fallback_port: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pydantic import (
 from sockmapd.config.addresses import parse_host_port
 from sockmapd.config.base import Model, reject_empty_path, resolve_path
 from sockmapd.config.files import read_bounded
+from sockmapd.text import counted
 
 LogFormat = Literal["text", "json"]
 LogTarget = Literal["stderr", "file", "syslog"]
@@ -73,7 +74,7 @@ def _read_key_salt(path: Path) -> bytes:
     salt = read_bounded(path, MAX_KEY_SALT_BYTES, str(path))
     if len(salt) < MIN_KEY_SALT_BYTES:
         raise ValueError(
-            f"{path} holds {len(salt)} bytes, fewer than {MIN_KEY_SALT_BYTES}: "
+            f"{path} holds {counted(len(salt), 'byte')}, fewer than {MIN_KEY_SALT_BYTES}: "
             "fill it with e.g. head -c 32 /dev/urandom"
         )
     return salt

@@ -17,6 +17,7 @@ from pydantic import (
 from sockmapd.config.base import Model
 from sockmapd.config.databases import DatabaseConfig
 from sockmapd.config.log import LogConfig
+from sockmapd.config.map_tests import MapTest, validate_tests
 from sockmapd.config.maps import MapConfig, database_dialects, defined_databases
 from sockmapd.config.server import MetricsConfig, ServerConfig
 
@@ -55,6 +56,7 @@ class Config(Model):
     metrics: MetricsConfig = MetricsConfig()
     databases: dict[DatabaseName, DatabaseConfig] = {}  # noqa: RUF012
     maps: dict[MapName, MapConfig] = {}  # noqa: RUF012
+    tests: list[MapTest] = []  # noqa: RUF012
 
     # Set only by from_legacy, so that the server can warn about the legacy defaults;
     # to_toml leaves it out, as a converted file is no longer legacy.
@@ -84,6 +86,15 @@ class Config(Model):
             return handler(value)
         finally:
             database_dialects.reset(token)
+
+    @field_validator("tests", mode="wrap")
+    @classmethod
+    def _tests_know_the_maps(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        # Without valid maps (already reported) a test's map cannot be checked.
+        maps: dict[str, MapConfig] | None = info.data.get("maps")
+        return validate_tests(value, handler, None if maps is None else list(maps))
 
     @field_validator("metrics")
     @classmethod

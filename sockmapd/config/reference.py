@@ -234,8 +234,11 @@ DESCRIPTIONS: dict[str, str] = {
         "is tried (asyncmy `connect_timeout`, asyncpg `timeout`)."
     ),
     "databases.query_timeout": (
-        "Time allowed for one lookup query; a slower one answers `TIMEOUT`. It also bounds "
-        "the wait for a free pooled connection (then `TEMP`) and each statement of "
+        "Time allowed for one lookup: its wait for a free pooled connection (then `TEMP`), "
+        "its queries (every key of a `search`, and the retry after a lost connection) share "
+        "it, and a query still running when it is over answers `TIMEOUT`. So an overloaded "
+        "database answers within `query_timeout`, not later. Opening a connection is not "
+        "counted (`connect_timeout` bounds it, per host). It also bounds each statement of "
         "`--check-config --connect`."
     ),
     "databases.pool_size": (
@@ -417,10 +420,13 @@ the name. Default path: `/etc/sockmapd/sockmapd.toml`; choose another with `-c F
 
 Every problem is reported with the file, the path of the field and the reason, one per
 line, for example `sockmapd.toml: maps.recipient.table: must be a plain SQL identifier`.
-Unknown keys are errors, so a misspelt option never goes unnoticed.
+Unknown keys are errors, so a misspelt option never goes unnoticed; the nearest known
+key is named when one is close: `maps.recipient.valeu: unknown key (did you mean
+"value"?)`. A TOML syntax error names its line and column, also when the file ends too
+early: `sockmapd.toml: line 14 column 1 (end of file): Unclosed array`.
 `sockmapd --check-config -c FILE` checks a file without starting anything; with
-`--connect` it also connects to every database and checks that every map's table and
-columns exist.
+`--connect` it also connects to every database, checks that every map's table and
+columns exist, and runs the `[[tests]]` ([testing-maps.md](testing-maps.md)).
 
 Relative paths (a SQLite file, `init_sql`, `log.file`) are relative to the directory of
 the config file. In a SQLite URL, `sqlite+aiosqlite:///name.db` is relative and
@@ -444,6 +450,13 @@ SECTION_LEADS: dict[str, str] = {
         "optionally `value` and `reason`), or a **query**, a Postfix query template as in "
         "mysql_table(5), pgsql_table(5) and sqlite_table(5). Exactly one form is required: "
         "a map with both `query` and `table`, or with neither, is an error."
+    ),
+    "tests": (
+        "Map tests: each `[[tests]]` table looks `key` up in `map` and expects the reply "
+        "`expect`. `sockmapd --check-config --connect` runs them against the databases and "
+        "fails when one fails, so a reload through the systemd units is refused; "
+        "`sockmapd test` runs them too, along with test files of the same form. See "
+        "[testing-maps.md](testing-maps.md)."
     ),
 }
 
@@ -519,6 +532,19 @@ search = ["%s", "%b@%d", "@%d"]
 ```
 
 More examples, every answer a map can give, and caching: [maps.md](maps.md).""",
+    "tests": """\
+```toml
+[[tests]]
+map = "recipient"
+key = "alice@example.com"
+expect = "OK example.com/alice/"
+
+[[tests]]
+map = "access"
+key = "spammer@example.net"
+expect = "OK REJECT *"
+note = "a listed spammer is rejected, whatever the reason says"
+```""",
 }
 
 LEGACY_INTRO = """\
@@ -550,7 +576,7 @@ def render_reference(config_model: type[BaseModel] = Config) -> str:
         sections.setdefault(option.section, []).append(option)
     parts = [INTRO]
     for section, members in sections.items():
-        lines = [f"## `[{section}]`", ""]
+        lines = [f"## `{table_header(section, config_model)}`", ""]
         lead = SECTION_LEADS.get(section)
         if lead:
             lines += [lead, ""]
@@ -562,6 +588,14 @@ def render_reference(config_model: type[BaseModel] = Config) -> str:
         parts.append("\n".join(lines) + "\n")
     parts.append(_render_legacy())
     return "\n".join(parts)
+
+
+def table_header(section: str, config_model: type[BaseModel] = Config) -> str:
+    """Return a section as its TOML header: "[server]", "[maps.NAME]", "[[tests]]"."""
+    field = config_model.model_fields.get(section)
+    if field is not None and get_origin(field.annotation) is list:
+        return f"[[{section}]]"
+    return f"[{section}]"
 
 
 def legacy_keys() -> list[tuple[str, list[str]]]:
@@ -639,6 +673,11 @@ def _walk(model: type[BaseModel], section: tuple[str, ...]) -> Iterator[Option]:
             if isinstance(value, type) and issubclass(value, BaseModel):
                 yield from _walk(value, (*section, name, NAME))
                 continue
+        item = _model_of(annotation)
+        if item is not None:
+            # A list of tables, such as [[tests]]: a section of its own.
+            yield from _walk(item, (*section, name))
+            continue
         if not section:
             raise TypeError(f"top-level option {name!r} is not in a section")
         yield _option(".".join(section), name, field)

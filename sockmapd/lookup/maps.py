@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -130,8 +131,12 @@ class MapLookup:
         return reply
 
     async def _search(self, parts: KeyParts) -> Reply:
+        # One deadline for the whole lookup: its waits, its queries and a retry
+        # share query_timeout, so that an overloaded database answers in that time.
+        query = self._query
+        deadline = asyncio.get_running_loop().time() + query.timeout
         for candidate in self._policy.candidates(parts):
-            reply = await self._query.run(candidate)
+            reply = await query.run(candidate, deadline)
             # The first answer that is not "not found" ends the search. A TEMP or
             # TIMEOUT must not fall through to a wider key: the narrower key might
             # exist, and a catch-all answer in its place could misroute mail.

@@ -101,8 +101,16 @@ class MapQuery:
             f"database {config.database} did not answer within {database.query_timeout:g}s"
         )
 
-    async def run(self, parts: KeyParts) -> Reply:
-        """Return the answer of the database for one key; a failure is TEMP or TIMEOUT."""
+    @property
+    def timeout(self) -> float:
+        """Return the database's query_timeout: the time one lookup may take."""
+        return self._query_timeout
+
+    async def run(self, parts: KeyParts, deadline: float) -> Reply:
+        """Return the answer of the database for one key by deadline (the loop's clock).
+
+        A failure is TEMP or TIMEOUT, never NOTFOUND.
+        """
         if not parts.key:
             # Postfix never queries an empty key ("empty query string -- ignored").
             return NOTFOUND_REPLY
@@ -117,9 +125,11 @@ class MapQuery:
             params = found
         if self._formatter is not None and not self._formatter.usable_for(parts):
             return NOTFOUND_REPLY
-        return await self._attempt(params, parts, may_retry=True)
+        return await self._attempt(params, parts, deadline, may_retry=True)
 
-    async def _attempt(self, params: dict[str, str], parts: KeyParts, *, may_retry: bool) -> Reply:
+    async def _attempt(
+        self, params: dict[str, str], parts: KeyParts, deadline: float, *, may_retry: bool
+    ) -> Reply:
         pool = self._pool
         prepared = self._prepared
         began = perf_counter()
@@ -127,7 +137,7 @@ class MapQuery:
             if pool is None or prepared is None:
                 # Only a map built without a database (a test double) gets here.
                 raise DatabaseUnavailable(f"database {self.database}: no connection pool")
-            rows = await pool.fetch(prepared.sql, prepared.arguments(params), self._query_timeout)
+            rows = await pool.fetch(prepared.sql, prepared.arguments(params), deadline)
         except DatabaseError as exc:
             self._recorder.failed(exc, perf_counter() - began)
             if isinstance(exc, QueryTimeout):
@@ -138,7 +148,7 @@ class MapQuery:
                     # The pooled connection died (server restart, failover, a cut
                     # network): one more try on a fresh one, maybe on another host.
                     self._log(exc.kind, ": connection lost (%s); retrying once", exc, logging.INFO)
-                    return await self._attempt(params, parts, may_retry=False)
+                    return await self._attempt(params, parts, deadline, may_retry=False)
                 self._log("lost_connection_on_retry", " failed: %s", exc)
                 return self.unavailable
             self._log(exc.kind, " failed: %s", exc)

@@ -22,6 +22,7 @@ from sockmapd.config.reference import (
     Option,
     describe_options,
     legacy_keys,
+    table_header,
 )
 from sockmapd.manual import roff
 
@@ -50,7 +51,7 @@ def render_config_page(date: str, config_model: type[BaseModel] = Config) -> str
     for option in describe_options(config_model):
         sections.setdefault(option.section, []).append(option)
     for section, options in sections.items():
-        lines.append(f".SH {roff.quoted(f'[{section}]')}")
+        lines.append(f".SH {roff.quoted(table_header(section))}")
         lead = SECTION_LEADS.get(section)
         if lead:
             lines += roff.blocks(lead)

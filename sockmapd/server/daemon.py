@@ -35,6 +35,7 @@ from sockmapd.server.listeners import (
     accept_socket_in_slot,
 )
 from sockmapd.server.startup import StartupError, start_listening
+from sockmapd.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ class Daemon:
                 "changed %s: restart sockmapd to apply (still as before)",
                 ", ".join(restart_needed),
             )
-        log.info("reloaded %s: %d maps", path, len(config.maps))
+        log.info("reloaded %s: %s", path, counted(len(config.maps), "map"))
         self._retire(old.databases.replaced_by(new.databases), old.config.server.request_timeout)
         return True
 

@@ -22,6 +22,7 @@ from sockmapd.server.listeners import (
     open_listeners,
 )
 from sockmapd.server.privileges import PrivilegeError, drop_privileges
+from sockmapd.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,10 @@ async def _listen(server: ServerConfig) -> list[BoundListener]:
     inherited = systemd.inherited_sockets()
     if inherited:
         listeners = await adopt_sockets(inherited)
-        log.info("using %d sockets passed by systemd; server.listen is not bound", len(listeners))
+        log.info(
+            "using %s passed by systemd; server.listen is not bound",
+            counted(len(listeners), "socket"),
+        )
         return listeners
     return await open_listeners(server.listen_addresses(), unix_permissions(server))
 

@@ -43,6 +43,7 @@ from sockmapd.server.startup import (
     unix_permissions,
     warn_about_exposure,
 )
+from sockmapd.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +226,8 @@ class Supervisor:
             if inherited:
                 self._sockets = inherited
                 log.info(
-                    "using %d sockets passed by systemd; server.listen is not bound",
-                    len(inherited),
+                    "using %s passed by systemd; server.listen is not bound",
+                    counted(len(inherited), "socket"),
                 )
             else:
                 addresses = server.listen_addresses()
@@ -337,7 +338,7 @@ class Supervisor:
             return
         if action is Action.STOP:
             if not self._stopping:
-                log.info("%s: stopping %d workers", name, len(self._live()))
+                log.info("%s: stopping %s", name, counted(len(self._live()), "worker"))
                 self._stop()
             return
         if self._stopping:
@@ -354,9 +355,11 @@ class Supervisor:
             reopen_log_file()
         self._forward(signum)
         if action is Action.REOPEN_LOG:
-            log.info("%s: passed on to %d workers to reopen their log", name, len(self._live()))
+            workers = counted(len(self._live()), "worker")
+            log.info("%s: passed on to %s to reopen their log", name, workers)
         if action is Action.CLEAR_CACHES:
-            log.info("%s: passed on to %d workers to clear their caches", name, len(self._live()))
+            workers = counted(len(self._live()), "worker")
+            log.info("%s: passed on to %s to clear their caches", name, workers)
 
     def _reload(self, name: str) -> bool:
         """Check the config file; keep it for the workers started from now on."""

@@ -92,7 +92,7 @@ def test_bash_registers_the_completion() -> None:
 def test_bash_completes_commands_options_and_files(tmp_path: Path) -> None:
     (tmp_path / "mail.toml").write_text("")
     (tmp_path / "mailer.json").write_text("")
-    assert bash_complete(["sockmapd", ""], cwd=tmp_path) == ["config", "query"]
+    assert bash_complete(["sockmapd", ""], cwd=tmp_path) == ["config", "query", "test"]
     assert bash_complete(["sockmapd", "config", ""], cwd=tmp_path) == [
         "convert",
         "import-postfix",
@@ -101,6 +101,7 @@ def test_bash_completes_commands_options_and_files(tmp_path: Path) -> None:
     assert "--check-config" in bash_complete(["sockmapd", "--ch"], cwd=tmp_path)
     assert bash_complete(["sockmapd", "-c", "mai"], cwd=tmp_path) == ["mail.toml", "mailer.json"]
     assert bash_complete(["sockmapd", "config", "convert", "mail."], cwd=tmp_path) == ["mail.toml"]
+    assert bash_complete(["sockmapd", "test", "--ju"], cwd=tmp_path) == ["--junit-xml"]
 
 
 def test_bash_completion_loads_the_script_from_share_on_demand(tmp_path: Path) -> None:

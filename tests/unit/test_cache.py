@@ -471,7 +471,7 @@ def map_problems(**options: Any) -> dict[str, str]:
     }
     with pytest.raises(ValidationError) as info:
         Config.model_validate(data)
-    return {p.path: p.message for p in problems_from_validation_error(info.value)}
+    return {p.path: p.message for p in problems_from_validation_error(info.value, Config)}
 
 
 def test_cache_defaults_are_off() -> None:

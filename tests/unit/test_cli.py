@@ -34,6 +34,28 @@ def test_check_config_accepts_the_legacy_sample(
     assert "configuration OK (2 maps, 2 databases)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("maps", "counts"),
+    [
+        ({"m": "t"}, "1 map, 1 database"),
+        ({"m": "t", "n": "u"}, "2 maps, 1 database"),
+        ({}, "0 maps, 1 database"),
+    ],
+)
+def test_check_config_counts_in_the_singular_for_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], maps: dict[str, str], counts: str
+) -> None:
+    path = tmp_path / "one.toml"
+    path.write_text(
+        '[databases.d]\nurl = "sqlite+aiosqlite:////tmp/x.db"\n'
+        + "".join(
+            f'[maps.{n}]\ndatabase = "d"\ntable = "{t}"\nkey = "k"\n' for n, t in maps.items()
+        )
+    )
+    assert main(["--check-config", "-c", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: configuration OK ({counts})\n"
+
+
 def test_check_config_reports_every_problem_with_its_path(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -58,6 +80,100 @@ def test_convert_round_trips(
     converted = tmp_path / "converted.toml"
     converted.write_text(capsys.readouterr().out)
     assert load_config(converted) == load_config(legacy_file)
+
+
+def test_convert_prints_only_what_differs_from_the_defaults(
+    legacy_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "convert", str(legacy_file)]) == 0
+    data = tomllib.loads(capsys.readouterr().out)
+    # The Go daemon's exposure differs from sockmapd's defaults and is written; the rest is not.
+    assert data["server"] == {
+        "listen": ["tcp://0.0.0.0:2224"],
+        "allow": ["0.0.0.0/0"],
+        "run_as_user": "nobody",
+        "run_as_group": "nogroup",
+        "allow_root": True,
+    }
+    assert data["log"] == {"target": "file", "file": "/var/log/sockmapd.log"}
+
+
+@pytest.mark.parametrize("command", [["config", "convert"], ["config", "import-postfix"]])
+def test_all_prints_every_setting_and_round_trips(
+    command: list[str], legacy_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if command[-1] == "import-postfix":
+        source = tmp_path / "virtual.cf"
+        source.write_text("hosts = db\ndbname = mail\nquery = SELECT a FROM t WHERE k = '%s'\n")
+        argument = f"mysql:{source}"
+    else:
+        argument = str(legacy_file)
+    assert main([*command, "--show-secrets", argument]) == 0
+    short = capsys.readouterr().out
+    assert main([*command, "--show-secrets", "--all", argument]) == 0
+    every = capsys.readouterr().out
+    assert "max_connections = 1000\n" in every
+    assert "max_connections" not in short
+    assert 'syslog_facility = "mail"\n' in every
+    assert "pool_size = 10\n" in every
+    assert "pool_size" not in short
+    (tmp_path / "short.toml").write_text(short)
+    (tmp_path / "every.toml").write_text(every)
+    assert load_config(tmp_path / "every.toml") == load_config(tmp_path / "short.toml")
+
+
+def test_import_postfix_all_goes_anywhere_among_names_and_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = []
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.cf").write_text(
+            f"dbpath = /srv/{name}.db\nquery = SELECT v FROM t WHERE k = '%s'\n"
+        )
+        files.append(f"sqlite:{tmp_path / name}.cf")
+    for option in ("--all", "--al"):
+        argv = [
+            "config",
+            "import-postfix",
+            "--name",
+            "first",
+            files[0],
+            option,
+            "--name",
+            "second",
+            files[1],
+        ]
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert list(tomllib.loads(out)["maps"]) == ["first", "second"]
+        assert "max_connections = 1000\n" in out
+
+
+def test_import_postfix_writes_no_server_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "virtual.cf"
+    source.write_text("hosts = db\ndbname = mail\nquery = SELECT a FROM t WHERE k = '%s'\n")
+    assert main(["config", "import-postfix", f"mysql:{source}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[databases.virtual]\n")
+    assert tomllib.loads(out) == {
+        "databases": {
+            "virtual": {
+                "driver": "mysql",
+                "hosts": ["db"],
+                "name": "mail",
+                "host_order": "random",
+            }
+        },
+        "maps": {
+            "virtual": {
+                "database": "virtual",
+                "query": "SELECT a FROM t WHERE k = '%s'",
+                "key_transform": ["lowercase"],
+            }
+        },
+    }
 
 
 def test_convert_masks_passwords_by_default(

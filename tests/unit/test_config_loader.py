@@ -108,9 +108,39 @@ def test_empty_toml_is_the_default_config(text: str) -> None:
 
 def test_toml_syntax_error_has_line_and_column() -> None:
     problem = only_problem('[server]\nidle_timeout = 5\nlisten = ["tcp://h:1",,]\n')
-    assert problem.path == ""
-    assert problem.message.startswith("line 3 column ")
-    assert "Invalid value" in problem.message or "Invalid" in problem.message
+    assert problem == Problem("", "line 3 column 23: Invalid value")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # The text ends after a line break: the end is the start of the line after it.
+        (
+            '[server]\nlisten = ["tcp://127.0.0.1:1",\n"tcp://[::1]:1"\n',
+            "line 4 column 1 (end of file): Unclosed array",
+        ),
+        (
+            "[server]\nlisten = [\n\n# not closed\n\n",
+            "line 6 column 1 (end of file): Invalid value",
+        ),
+        ('[log]\nlevel = "info', "line 2 column 14 (end of file): Unterminated string"),
+        (
+            "[server",
+            "line 1 column 8 (end of file): Expected ']' at the end of a table declaration",
+        ),
+        ("a", "line 1 column 2 (end of file): Expected '=' after a key in a key/value pair"),
+    ],
+)
+def test_toml_syntax_error_at_the_end_names_the_last_line(text: str, message: str) -> None:
+    assert only_problem(text) == Problem("", message)
+
+
+def test_toml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "sockmapd.toml"
+    path.write_text('[server]\nallow = [\n  "192.0.2.0/24"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: line 4 column 1 (end of file): Unclosed array"
 
 
 def test_toml_duplicate_key_is_a_syntax_error() -> None:
@@ -123,23 +153,64 @@ def test_toml_deeply_nested_is_an_error() -> None:
     assert len(problems) == 1
 
 
+MAP_HEAD = "[databases.m]\nurl = 'sqlite:////x.db'\n[maps.recipient]\ndatabase = 'm'\n"
+
+
 @pytest.mark.parametrize(
-    ("text", "path"),
+    ("text", "path", "message"),
     [
-        ("bogus = 1\n", "bogus"),
-        ("[servers]\n", "servers"),
-        ("[server]\nport = 2224\n", "server.port"),
-        ("[log]\nlevels = 'info'\n", "log.levels"),
-        ("[databases.m]\nurl = 'sqlite:////x.db'\npoolsize = 5\n", "databases.m.poolsize"),
+        ("bogus = 1\n", "bogus", "unknown key"),
+        ("[servers]\n", "servers", 'unknown key (did you mean "server"?)'),
+        ("[server]\nport = 2224\n", "server.port", "unknown key"),
         (
-            "[databases.m]\nurl = 'sqlite:////x.db'\n"
-            "[maps.r]\ndatabase = 'm'\ntable = 't'\nkey = 'k'\ncolumn = 'c'\n",
-            "maps.r.column",
+            "[server]\nlisten_addr = []\n",
+            "server.listen_addr",
+            'unknown key (did you mean "listen"?)',
+        ),
+        (
+            "[server]\nmax_conections = 5\n",
+            "server.max_conections",
+            'unknown key (did you mean "max_connections"?)',
+        ),
+        ("[log]\nlevels = 'info'\n", "log.levels", 'unknown key (did you mean "level"?)'),
+        (
+            "[metrics]\nlistn = 'tcp://127.0.0.1:9224'\n",
+            "metrics.listn",
+            'unknown key (did you mean "listen"?)',
+        ),
+        (
+            "[databases.m]\nurl = 'sqlite:////x.db'\npoolsize = 5\n",
+            "databases.m.poolsize",
+            'unknown key (did you mean "pool_size"?)',
+        ),
+        (
+            MAP_HEAD + "table = 't'\nkey = 'k'\nvaleu = 'v'\n",
+            "maps.recipient.valeu",
+            'unknown key (did you mean "value"?)',
+        ),
+        (
+            MAP_HEAD + "table = 't'\nkey = 'k'\nreasn = 'r'\n",
+            "maps.recipient.reasn",
+            'unknown key (did you mean "reason"?)',
+        ),
+        # Too far from every map option ("result_columns" is only 0.6 alike): no guess.
+        (
+            MAP_HEAD + "table = 't'\nkey = 'k'\ncolumn = 'c'\n",
+            "maps.recipient.column",
+            "unknown key",
         ),
     ],
 )
-def test_unknown_keys_rejected(text: str, path: str) -> None:
-    assert only_problem(text) == Problem(path, "unknown key")
+def test_unknown_keys_rejected(text: str, path: str, message: str) -> None:
+    assert only_problem(text) == Problem(path, message)
+
+
+def test_unknown_key_is_reported_with_its_suggestion_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "sockmapd.toml"
+    path.write_text(MAP_HEAD + "table = 't'\nkey = 'k'\nvaleu = 'v'\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f'{path}: maps.recipient.valeu: unknown key (did you mean "value"?)'
 
 
 def test_toml_native_types_are_not_coerced() -> None:

@@ -29,7 +29,7 @@ def problems(data: dict[str, Any], base_dir: Path | None = None) -> dict[str, st
     """Return {path: message} of every problem in data; fail if it is valid."""
     with pytest.raises(ValidationError) as info:
         Config.model_validate(data, context={"base_dir": base_dir})
-    return {p.path: p.message for p in problems_from_validation_error(info.value)}
+    return {p.path: p.message for p in problems_from_validation_error(info.value, Config)}
 
 
 def only_problem(data: dict[str, Any], base_dir: Path | None = None) -> tuple[str, str]:
@@ -490,7 +490,10 @@ def test_every_problem_is_reported_in_one_pass() -> None:
 
 
 def test_unknown_map_option() -> None:
-    assert only_problem(query_map(domains=["example.com"])) == ("maps.m.domains", "unknown key")
+    assert only_problem(query_map(domains=["example.com"])) == (
+        "maps.m.domains",
+        'unknown key (did you mean "domain"?)',
+    )
 
 
 # ---------------------------------------------------------------- round trips
@@ -530,6 +533,9 @@ result_format = "%u"
     again = parse_config(written)
     assert again == config
     assert to_toml(again, reveal_secrets=True) == written
+    every = to_toml(config, reveal_secrets=True, include_defaults=True)
+    assert parse_config(every) == config
+    assert tomllib.loads(every)["maps"]["virtual"]["cache_size"] == 10000
     data = tomllib.loads(written)["maps"]
     assert data["virtual"] == {
         "database": "mail",

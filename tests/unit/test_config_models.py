@@ -32,7 +32,7 @@ def problems(data: dict[str, Any], base_dir: Path | None = None) -> dict[str, st
     """Return {path: message} of every problem in data; fail if it is valid."""
     with pytest.raises(ValidationError) as info:
         Config.model_validate(data, context={"base_dir": base_dir})
-    return {p.path: p.message for p in problems_from_validation_error(info.value)}
+    return {p.path: p.message for p in problems_from_validation_error(info.value, Config)}
 
 
 def only_problem(data: dict[str, Any]) -> tuple[str, str]:
@@ -1301,7 +1301,7 @@ def test_undefined_database_is_reported_with_other_problems() -> None:
 def test_undefined_database_is_checked_for_model_instances() -> None:
     with pytest.raises(ValidationError) as info:
         Config(maps={"r": MapConfig(database="mail", table="t", key="k")})
-    [problem] = problems_from_validation_error(info.value)
+    [problem] = problems_from_validation_error(info.value, Config)
     assert problem.path == "maps.r.database"
 
 
@@ -1354,7 +1354,7 @@ def test_map_entry_rejected(entry: dict[str, Any], path: str, reason: str) -> No
 
 
 def test_unknown_top_level_key() -> None:
-    assert only_problem({"mapz": {}}) == ("mapz", "unknown key")
+    assert only_problem({"mapz": {}}) == ("mapz", 'unknown key (did you mean "maps"?)')
 
 
 # ---------------------------------------------------------------- error paths

@@ -18,7 +18,7 @@ def problems(server: dict[str, Any]) -> dict[str, str]:
     """Return {path: message} of every problem in the [server] table; fail if it is valid."""
     with pytest.raises(ValidationError) as info:
         Config.model_validate({"server": server})
-    return {p.path: p.message for p in problems_from_validation_error(info.value)}
+    return {p.path: p.message for p in problems_from_validation_error(info.value, Config)}
 
 
 def only_problem(server: dict[str, Any]) -> tuple[str, str]:
@@ -284,7 +284,7 @@ def test_metrics_listen_takes_the_listen_address_forms(text: str, normalised: st
 def test_an_invalid_metrics_listen_is_reported_at_its_path(text: str) -> None:
     with pytest.raises(ValidationError) as info:
         Config.model_validate({"metrics": {"listen": text}})
-    paths = [p.path for p in problems_from_validation_error(info.value)]
+    paths = [p.path for p in problems_from_validation_error(info.value, Config)]
     assert paths == ["metrics.listen"]
 
 
@@ -296,7 +296,7 @@ def test_metrics_listen_may_not_be_a_socketmap_listener() -> None:
                 "metrics": {"listen": "tcp://127.0.0.1:2224"},
             }
         )
-    (problem,) = problems_from_validation_error(info.value)
+    (problem,) = problems_from_validation_error(info.value, Config)
     assert problem.path == "metrics"
     assert "address of its own" in problem.message
 

@@ -243,9 +243,32 @@ def test_no_note_without_secrets() -> None:
     assert "--show-secrets" not in text
 
 
-def test_default_config_writes_every_server_setting() -> None:
-    data = tomllib.loads(to_toml(Config()))
-    assert data == {
+def test_default_config_writes_nothing() -> None:
+    assert to_toml(Config()) == ""
+    assert parse_config(to_toml(Config())) == Config()
+
+
+def test_only_settings_that_differ_from_their_defaults_are_written() -> None:
+    text = to_toml(
+        parse_config(
+            "[server]\nlisten = ['tcp://127.0.0.1:2224']\nmax_connections = 1000\n"
+            "idle_timeout = 61\nallow_root = false\n[log]\nlevel = 'info'\nformat = 'json'\n"
+            "[databases.m]\nurl = 'sqlite:////m.db'\npool_size = 10\ntls = false\n"
+            "[maps.r]\ndatabase = 'm'\ntable = 't'\nkey = 'k'\ncache_size = 10000\n"
+            "recipient_delimiter = '+'\nkey_transform = []\n"
+        )
+    )
+    assert tomllib.loads(text) == {
+        "server": {"idle_timeout": 61.0},
+        "log": {"format": "json"},
+        "databases": {"m": {"url": "sqlite+aiosqlite:////m.db"}},
+        "maps": {"r": {"database": "m", "table": "t", "key": "k"}},
+    }
+
+
+def test_include_defaults_writes_every_setting() -> None:
+    text = to_toml(Config(), include_defaults=True)
+    assert tomllib.loads(text) == {
         "server": {
             "listen": ["tcp://127.0.0.1:2224"],
             "allow": ["127.0.0.0/8", "::1/128"],
@@ -258,8 +281,64 @@ def test_default_config_writes_every_server_setting() -> None:
             "allow_root": False,
             "workers": 1,
         },
-        "log": {"level": "info"},
+        "log": {
+            "level": "info",
+            "format": "text",
+            "target": "stderr",
+            "syslog_facility": "mail",
+            "syslog_address": "/dev/log",
+            "log_keys": True,
+        },
     }
+    assert parse_config(text) == Config()
+
+
+def test_include_defaults_writes_every_database_and_map_setting() -> None:
+    config = parse_config(
+        "[databases.m]\nurl = 'sqlite:////m.db'\n"
+        "[databases.p]\ndriver = 'postgresql'\nhosts = ['db']\ntls = true\n"
+        "[maps.r]\ndatabase = 'm'\ntable = 't'\nkey = 'k'\n"
+    )
+    text = to_toml(config, include_defaults=True)
+    data = tomllib.loads(text)
+    connection = {
+        "connect_timeout": 3.0,
+        "query_timeout": 5.0,
+        "pool_size": 10,
+        "max_overflow": 0,
+        "pool_recycle": 1800.0,
+        "retry_interval": 60.0,
+        "host_order": "in_order",
+        "pgbouncer": False,
+    }
+    # tls_verify is refused without TLS, even at its default: written only with tls = true.
+    assert data["databases"] == {
+        "m": {"url": "sqlite+aiosqlite:////m.db", "hosts": [], "tls": False, **connection},
+        "p": {
+            "driver": "postgresql",
+            "hosts": ["db"],
+            "tls": True,
+            "tls_verify": True,
+            **connection,
+        },
+    }
+    assert data["maps"]["r"] == {
+        "database": "m",
+        "table": "t",
+        "key": "k",
+        "expansion_limit": 0,
+        "domain": [],
+        "key_transform": [],
+        "recipient_delimiter": "+",
+        "search": [],
+        "result_columns": "all",
+        "cache_ttl": 0.0,
+        "negative_cache_ttl": 0.0,
+        "cache_size": 10000,
+        "stale_ttl": 0.0,
+    }
+    assert parse_config(text) == config
+    assert to_toml(parse_config(text)) == to_toml(config)
 
 
 def test_relative_paths_survive_without_base_dir() -> None:
@@ -494,11 +573,36 @@ HYPOTHESIS_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 
 
 @settings(max_examples=200, suppress_health_check=HYPOTHESIS_CHECKS)
-@given(configs())
-def test_generated_round_trip(config: Config) -> None:
-    text = to_toml(config, reveal_secrets=True)
+@given(configs(), st.booleans())
+def test_generated_round_trip(config: Config, include_defaults: bool) -> None:
+    text = to_toml(config, reveal_secrets=True, include_defaults=include_defaults)
     assert parse_config(text) == config
-    assert to_toml(parse_config(text), reveal_secrets=True) == text
+    assert (
+        to_toml(parse_config(text), reveal_secrets=True, include_defaults=include_defaults) == text
+    )
+    written = tomllib.loads(text)
+    for model, table in _tables(config, written):
+        fields = type(model).model_fields
+        at_default = {k for k, v in table.items() if v == fields[k].get_default()}
+        unset = {k for k in fields if getattr(model, k) is None}
+        if include_defaults:
+            # Every setting with a value is there; tls_verify only with TLS, where it applies.
+            missing = set(fields) - set(table) - unset
+            assert missing <= {"tls_verify"}
+            assert not missing or getattr(model, "tls", None) is False
+        else:
+            assert not at_default, at_default
+
+
+def _tables(config: Config, written: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """Return each section and entry of config with the TOML table written for it."""
+    pairs: list[tuple[Any, dict[str, Any]]] = [
+        (getattr(config, section), written.get(section, {}))
+        for section in ("server", "log", "metrics")
+    ]
+    pairs += [(d, written["databases"][n]) for n, d in config.databases.items()]
+    pairs += [(m, written["maps"][n]) for n, m in config.maps.items()]
+    return pairs
 
 
 @settings(max_examples=100, suppress_health_check=HYPOTHESIS_CHECKS)
@@ -519,8 +623,9 @@ def _without(database: DatabaseConfig, fields: set[str]) -> dict[str, Any]:
 
 
 def test_log_options_written_only_when_not_default() -> None:
+    # A file alone implies target = "file", which differs from the default "stderr".
     assert tomllib.loads(to_toml(parse_config("[log]\nfile = '/var/log/s.log'\n")))["log"] == {
-        "level": "info",
+        "target": "file",
         "file": "/var/log/s.log",
     }
     text = to_toml(
@@ -530,7 +635,6 @@ def test_log_options_written_only_when_not_default() -> None:
         )
     )
     assert tomllib.loads(text)["log"] == {
-        "level": "info",
         "format": "json",
         "target": "syslog",
         "syslog_facility": "local3",

@@ -67,7 +67,11 @@ def test_service_is_type_notify_and_reloads_with_sighup(
     assert service.get("Service", "ExecStart") == (
         "/usr/bin/sockmapd -c /etc/sockmapd/sockmapd.toml"
     )
-    assert service.get("Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
+    # A reload needs a config whose tables exist and whose [[tests]] pass.
+    assert values(service, "Service", "ExecReload") == [
+        "/usr/bin/sockmapd --check-config --connect -c /etc/sockmapd/sockmapd.toml",
+        "/bin/kill -HUP $MAINPID",
+    ]
     assert service.get("Service", "Restart") == "on-failure"
     assert service.get("Install", "WantedBy") == "multi-user.target"
 
@@ -126,6 +130,10 @@ def test_the_template_runs_one_instance_per_config_file(
         template.get("Service", "ExecStartPre") == f"/usr/bin/sockmapd --check-config -c {config}"
     )
     assert template.get("Service", "ExecStart") == f"/usr/bin/sockmapd -c {config}"
+    assert values(template, "Service", "ExecReload") == [
+        f"/usr/bin/sockmapd --check-config --connect -c {config}",
+        "/bin/kill -HUP $MAINPID",
+    ]
     for key in ("RuntimeDirectory", "StateDirectory", "LogsDirectory"):
         assert template.get("Service", key) == "sockmapd/%i"
     # Everything else, the sandbox above all, is the single unit's.
@@ -133,6 +141,7 @@ def test_the_template_runs_one_instance_per_config_file(
         "Description",
         "ExecStartPre",
         "ExecStart",
+        "ExecReload",
         "RuntimeDirectory",
         "StateDirectory",
         "LogsDirectory",

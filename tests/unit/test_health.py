@@ -110,10 +110,12 @@ def test_an_exhausted_lookup_pool_is_down_without_a_query(tmp_path: Path) -> Non
     pool = engines["good"].pool
 
     async def main() -> tuple[HealthReport, HealthReport, HealthReport]:
-        leases = [await pool.acquire() for _ in range(pool.limit)]
+        leases = [
+            await pool.acquire(asyncio.get_running_loop().time() + 60) for _ in range(pool.limit)
+        ]
         try:
             exhausted = await HealthCheck(lambda: engines).check()
-            waiter = asyncio.create_task(pool.acquire())
+            waiter = asyncio.create_task(pool.acquire(asyncio.get_running_loop().time() + 60))
             await asyncio.sleep(0)
             assert pool.waiting == 1
             # A connection came back and went straight to the waiter.
@@ -146,8 +148,13 @@ def test_waiting_lookups_make_the_pool_unhealthy(tmp_path: Path) -> None:
     pool = engines["good"].pool
 
     async def main() -> str:
-        leases = [await pool.acquire() for _ in range(pool.limit)]
-        waiters = [asyncio.create_task(pool.acquire()) for _ in range(3)]
+        leases = [
+            await pool.acquire(asyncio.get_running_loop().time() + 60) for _ in range(pool.limit)
+        ]
+        waiters = [
+            asyncio.create_task(pool.acquire(asyncio.get_running_loop().time() + 60))
+            for _ in range(3)
+        ]
         await asyncio.sleep(0)
         try:
             report = await HealthCheck(lambda: engines).check()

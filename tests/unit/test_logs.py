@@ -291,9 +291,10 @@ def test_invalid_settings_are_reported_at_their_field(
     assert message in error["msg"]
 
 
-def test_short_key_salt_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="fewer than 16"):
-        LogConfig(log_keys=False, key_salt_file=salt_file(tmp_path, b"short"))
+@pytest.mark.parametrize(("salt", "holds"), [(b"short", "5 bytes"), (b"x", "1 byte")])
+def test_short_key_salt_file_is_refused(tmp_path: Path, salt: bytes, holds: str) -> None:
+    with pytest.raises(ValidationError, match=f" holds {holds}, fewer than 16"):
+        LogConfig(log_keys=False, key_salt_file=salt_file(tmp_path, salt))
 
 
 def test_every_facility_is_one_syslog_handler_knows() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sockmapd.cli import build_parser
-from sockmapd.config.reference import describe_options, legacy_keys
+from sockmapd.config.reference import describe_options, legacy_keys, table_header
 from sockmapd.manual import (
     GENERATED,
     REGENERATE_COMMAND,
@@ -123,7 +123,7 @@ def test_the_page_lists_signals_exit_statuses_and_files() -> None:
 def test_every_section_and_option_is_in_the_config_page() -> None:
     page = render_config_page(DATE)
     for option in describe_options():
-        assert f'.SH "[{option.section}]"' in page
+        assert f'.SH "{table_header(option.section)}"' in page
         name = option.name.replace("-", "\\-")
         assert f".TP\n\\fB{name}\\fR\nType: " in page, option.key
     for legacy, _ in legacy_keys():

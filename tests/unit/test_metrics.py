@@ -232,7 +232,7 @@ def test_pool_figures_are_read_at_scrape_time(tmp_path: Path) -> None:
 
     async def hold_one() -> tuple[float | None, float | None]:
         pool = engines["main"].pool
-        lease = await pool.acquire()
+        lease = await pool.acquire(asyncio.get_running_loop().time() + 60)
         try:
             return (
                 value(metrics, "sockmapd_pool_connections_in_use", database="main"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -52,9 +52,13 @@ class FakeDriver:
     an OSError subclass that must not be taken for a lost connection.
     """
 
+    def __init__(self) -> None:
+        self.timeouts: list[float] = []
+
     async def fetch(
         self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float
     ) -> list[tuple[str]]:
+        self.timeouts.append(query_timeout)
         await asyncio.sleep(0)
         failure, conn.fails_with = conn.fails_with, None
         if failure is not None:
@@ -118,11 +122,15 @@ class Clock:
         return self.now
 
 
+def later(seconds: float = 60.0) -> float:
+    """Return a deadline seconds from now on the running loop's clock."""
+    return asyncio.get_running_loop().time() + seconds
+
+
 def make_pool(
     *,
     size: int = 2,
     overflow: int = 0,
-    wait_timeout: float = 60.0,
     recycle: float = 1e9,
     connector: Connector | None = None,
     clock: Callable[[], float] | None = None,
@@ -134,7 +142,6 @@ def make_pool(
         connector,
         size=size,
         overflow=overflow,
-        wait_timeout=wait_timeout,
         recycle=recycle,
         clock=clock or Clock(),
     )
@@ -152,7 +159,7 @@ async def settle() -> None:
 
 async def acquire_all(pool: DriverPool, count: int) -> list[Lease]:
     """Acquire count connections, each of which must be free now (no one is released)."""
-    tasks = [asyncio.create_task(pool.acquire()) for _ in range(count)]
+    tasks = [asyncio.create_task(pool.acquire(later())) for _ in range(count)]
     await settle()
     pending = [task for task in tasks if not task.done()]
     for task in pending:
@@ -164,9 +171,9 @@ async def acquire_all(pool: DriverPool, count: int) -> list[Lease]:
 def test_an_idle_connection_is_reused() -> None:
     async def scenario() -> None:
         pool, connector = make_pool()
-        lease = await pool.acquire()
+        lease = await pool.acquire(later())
         pool.release(lease)
-        again = await pool.acquire()
+        again = await pool.acquire(later())
         assert again.conn is lease.conn
         assert connector.calls == 1
         assert pool.in_use == 1
@@ -194,7 +201,7 @@ def test_one_more_acquire_waits_for_the_first_connection_released() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=2, overflow=1)
         leases = await acquire_all(pool, 3)
-        waiting = asyncio.create_task(pool.acquire())
+        waiting = asyncio.create_task(pool.acquire(later()))
         await settle()
         assert not waiting.done()
         assert connector.calls == 3
@@ -210,11 +217,11 @@ def test_one_more_acquire_waits_for_the_first_connection_released() -> None:
 def test_waiters_are_served_in_arrival_order() -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1)
-        held = await pool.acquire()
+        held = await pool.acquire(later())
         served: list[int] = []
 
         async def client(number: int) -> None:
-            lease = await pool.acquire()
+            lease = await pool.acquire(later())
             served.append(number)
             # Yield before giving it back, so that the others keep waiting meanwhile.
             await asyncio.sleep(0)
@@ -237,11 +244,11 @@ def test_waiters_are_served_in_arrival_order() -> None:
 def test_a_released_connection_goes_to_the_waiter_not_to_a_newcomer() -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1)
-        held = await pool.acquire()
-        waiter = asyncio.create_task(pool.acquire())
+        held = await pool.acquire(later())
+        waiter = asyncio.create_task(pool.acquire(later()))
         await settle()
         pool.release(held)
-        newcomer = asyncio.create_task(pool.acquire())
+        newcomer = asyncio.create_task(pool.acquire(later()))
         await settle()
         assert waiter.done()
         assert waiter.result().conn is held.conn
@@ -253,17 +260,17 @@ def test_a_released_connection_goes_to_the_waiter_not_to_a_newcomer() -> None:
     run(scenario)
 
 
-def test_no_connection_within_wait_timeout_is_pool_timeout() -> None:
+def test_no_connection_by_the_deadline_is_pool_timeout() -> None:
     async def scenario() -> None:
-        pool, _ = make_pool(size=1, wait_timeout=0.001)
-        held = await pool.acquire()
+        pool, _ = make_pool(size=1)
+        held = await pool.acquire(later())
         with pytest.raises(PoolExhausted) as caught:
-            await pool.acquire()
+            await pool.acquire(later(0.001))
         # TIMEOUT means a slow query; a busy pool is TEMP.
         assert not isinstance(caught.value, TimeoutError)
         assert pool.in_use == 1
         pool.release(held)
-        again = await pool.acquire()
+        again = await pool.acquire(later())
         assert again.conn is held.conn
 
     run(scenario)
@@ -273,7 +280,7 @@ def test_a_cancelled_waiter_leaks_neither_slot_nor_connection() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1, overflow=1)
         leases = await acquire_all(pool, 2)
-        waiters = [asyncio.create_task(pool.acquire()) for _ in range(3)]
+        waiters = [asyncio.create_task(pool.acquire(later())) for _ in range(3)]
         await settle()
         waiters[1].cancel()
         await settle()
@@ -299,8 +306,8 @@ def test_a_cancelled_waiter_leaks_neither_slot_nor_connection() -> None:
 def test_a_waiter_cancelled_after_being_handed_a_connection_gives_it_back() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1)
-        held = await pool.acquire()
-        waiter = asyncio.create_task(pool.acquire())
+        held = await pool.acquire(later())
+        waiter = asyncio.create_task(pool.acquire(later()))
         await settle()
         pool.release(held)
         # The connection is handed over, but the waiter has not run yet.
@@ -318,8 +325,8 @@ def test_a_waiter_cancelled_after_being_handed_a_connection_gives_it_back() -> N
 def test_a_waiter_cancelled_after_being_handed_a_slot_gives_it_back() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1)
-        held = await pool.acquire()
-        waiter = asyncio.create_task(pool.acquire())
+        held = await pool.acquire(later())
+        waiter = asyncio.create_task(pool.acquire(later()))
         await settle()
         # A broken connection leaves a free slot: the waiter may open one.
         pool.release(held, QueryTimeout("slow"))
@@ -341,9 +348,9 @@ def test_a_failed_connect_passes_its_slot_to_the_next_waiter() -> None:
         connector.gate = asyncio.Event()
         connector.failures.append(OSError("connection refused"))
         pool, _ = make_pool(size=1, connector=connector)
-        first = asyncio.create_task(pool.acquire())
+        first = asyncio.create_task(pool.acquire(later()))
         await settle()
-        second = asyncio.create_task(pool.acquire())
+        second = asyncio.create_task(pool.acquire(later()))
         await settle()
         assert not first.done()
         assert not second.done()
@@ -366,7 +373,7 @@ def test_a_lost_connection_retires_the_ones_opened_before_it() -> None:
         pool.release(lost, ConnectionLost("reset"))
         assert lost.conn.aborted
         # The idle one opened before it is not handed out again: a fresh one is opened.
-        fresh = await pool.acquire()
+        fresh = await pool.acquire(later())
         assert old.conn.aborted
         assert fresh.conn not in (old.conn, older_busy.conn, lost.conn)
         # A busy one opened before it is closed when it comes back.
@@ -375,7 +382,7 @@ def test_a_lost_connection_retires_the_ones_opened_before_it() -> None:
         # A connection opened after the loss is kept.
         pool.release(fresh)
         assert not fresh.conn.ended
-        assert (await pool.acquire()).conn is fresh.conn
+        assert (await pool.acquire(later())).conn is fresh.conn
         assert connector.live() == [fresh.conn]
 
     run(scenario)
@@ -390,7 +397,7 @@ def test_a_lost_connection_retires_the_ones_opened_after_it_too() -> None:
         pool.release(younger_idle)
         pool.release(lost, ConnectionLost("reset"))
         assert lost.conn.aborted
-        fresh = await pool.acquire()
+        fresh = await pool.acquire(later())
         assert younger_idle.conn.aborted
         assert fresh.conn not in (lost.conn, younger_idle.conn, younger_busy.conn)
         pool.release(younger_busy)
@@ -426,7 +433,7 @@ def test_a_connection_older_than_recycle_is_replaced() -> None:
         idle, busy = await acquire_all(pool, 2)
         pool.release(idle)
         clock.now += 1000.0
-        fresh = await pool.acquire()
+        fresh = await pool.acquire(later())
         assert idle.conn.aborted
         assert fresh.conn is not idle.conn
         pool.release(busy)
@@ -460,7 +467,7 @@ def test_an_overflow_connection_goes_to_a_waiter_first() -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1, overflow=1)
         leases = await acquire_all(pool, 2)
-        waiter = asyncio.create_task(pool.acquire())
+        waiter = asyncio.create_task(pool.acquire(later()))
         await settle()
         pool.release(leases[1])
         got = await waiter
@@ -482,7 +489,7 @@ def test_dispose_closes_idle_connections_now_and_busy_ones_when_released() -> No
         assert other_idle.conn.ended
         assert not busy.conn.ended
         with pytest.raises(PoolClosed):
-            await pool.acquire()
+            await pool.acquire(later())
         pool.release(busy)
         assert busy.conn.ended
         assert pool.in_use == 0
@@ -494,8 +501,8 @@ def test_dispose_closes_idle_connections_now_and_busy_ones_when_released() -> No
 def test_dispose_fails_the_waiters() -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1)
-        held = await pool.acquire()
-        waiters = [asyncio.create_task(pool.acquire()) for _ in range(3)]
+        held = await pool.acquire(later())
+        waiters = [asyncio.create_task(pool.acquire(later())) for _ in range(3)]
         await settle()
         await pool.dispose()
         for waiter in waiters:
@@ -513,7 +520,7 @@ def test_a_connect_that_finishes_after_dispose_is_closed() -> None:
         connector = Connector()
         connector.gate = asyncio.Event()
         pool, _ = make_pool(size=1, connector=connector)
-        opening = asyncio.create_task(pool.acquire())
+        opening = asyncio.create_task(pool.acquire(later()))
         await settle()
         await pool.dispose()
         connector.gate.set()
@@ -538,7 +545,7 @@ def test_drain_closes_idle_connections_now_and_keeps_serving_without_keeping() -
         assert other_idle.conn.ended
         assert connector.live() == [busy.conn]
         # A lookup that started before the reload still gets a connection...
-        late = await pool.acquire()
+        late = await pool.acquire(later())
         assert len(connector.live()) == 2
         # ...and no connection stays once its lookup is done.
         pool.release(late)
@@ -553,8 +560,8 @@ def test_drain_closes_idle_connections_now_and_keeps_serving_without_keeping() -
 def test_a_draining_pool_hands_a_returned_connection_to_its_waiter() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1)
-        held = await pool.acquire()
-        waiter = asyncio.create_task(pool.acquire())
+        held = await pool.acquire(later())
+        waiter = asyncio.create_task(pool.acquire(later()))
         await settle()
         assert pool.waiting == 1
         assert pool.exhausted
@@ -638,7 +645,7 @@ def test_random_use_keeps_the_pool_consistent(
 
         for name, index in operations:
             if name == "acquire":
-                pending.append(asyncio.create_task(pool.acquire()))
+                pending.append(asyncio.create_task(pool.acquire(later())))
             elif name in ("release", "break", "lose") and held:
                 lease = held.pop(index % len(held))
                 failure: DatabaseError | None = None
@@ -694,7 +701,7 @@ def test_a_query_timeout_replaces_only_its_own_connection() -> None:
         conns = [lease.conn for lease in leases]
         conns[-1].fails_with = TimeoutError()  # the next fetch takes the last released
         with pytest.raises(QueryTimeout):
-            await pool.fetch("SELECT 1", (), 1.0)
+            await pool.fetch("SELECT 1", (), later())
         assert conns[-1].stopped
         assert not any(conn.ended for conn in conns[:-1])
         # The other connections serve the next lookups; one new one replaces the stopped.
@@ -712,9 +719,9 @@ def test_a_query_error_keeps_the_connection() -> None:
         pool.release(lease)
         lease.conn.fails_with = ValueError("no such table")
         with pytest.raises(QueryFailed):
-            await pool.fetch("SELECT 1", (), 1.0)
+            await pool.fetch("SELECT 1", (), later())
         assert not lease.conn.ended
-        assert await pool.fetch("SELECT 2", (), 1.0) == [("SELECT 2",)]
+        assert await pool.fetch("SELECT 2", (), later()) == [("SELECT 2",)]
         assert connector.calls == 1
 
     run(scenario)
@@ -728,7 +735,7 @@ def test_a_lost_connection_in_fetch_retires_the_pool() -> None:
             pool.release(lease)
         leases[-1].conn.fails_with = ConnectionResetError()
         with pytest.raises(ConnectionLost):
-            await pool.fetch("SELECT 1", (), 1.0)
+            await pool.fetch("SELECT 1", (), later())
         assert leases[-1].conn.aborted
         fresh = await acquire_all(pool, 2)
         assert not {id(lease.conn) for lease in fresh} & {id(lease.conn) for lease in leases}
@@ -747,7 +754,7 @@ def test_a_cancelled_fetch_stops_its_query() -> None:
             await gate.wait()
 
         pool.driver.fetch = hang  # type: ignore[method-assign]
-        task = asyncio.create_task(pool.fetch("SELECT 1", (), 1.0))
+        task = asyncio.create_task(pool.fetch("SELECT 1", (), later()))
         await settle()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -771,13 +778,13 @@ def test_a_hint_is_logged_once_per_pool_whatever_fails(caplog: pytest.LogCapture
         pool, _ = make_pool(size=1, connector=connector)
         for _ in range(2):
             with pytest.raises(DatabaseUnavailable):
-                await pool.fetch("SELECT 1", (), 1.0)
+                await pool.fetch("SELECT 1", (), later())
         for _ in range(3):
-            lease = await pool.acquire()
+            lease = await pool.acquire(later())
             pool.release(lease)
             lease.conn.fails_with = QueryFailed("prepared statement missing", hint=HINT)
             with pytest.raises(QueryFailed):
-                await pool.fetch("SELECT 1", (), 1.0)
+                await pool.fetch("SELECT 1", (), later())
         # The failures themselves still say only what they are: TEMP for each lookup.
         assert connector.calls == 3
 
@@ -790,12 +797,62 @@ def test_a_hint_is_logged_once_per_pool_whatever_fails(caplog: pytest.LogCapture
 def test_no_hint_no_log(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1)
-        lease = await pool.acquire()
+        lease = await pool.acquire(later())
         pool.release(lease)
         lease.conn.fails_with = ValueError("no such table")
         with pytest.raises(QueryFailed):
-            await pool.fetch("SELECT 1", (), 1.0)
+            await pool.fetch("SELECT 1", (), later())
 
     with caplog.at_level("WARNING", logger="sockmapd.backends.pool"):
         run(scenario)
     assert caplog.records == []
+
+
+def test_the_wait_and_the_query_share_the_deadline() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        driver = cast(FakeDriver, pool.driver)
+        held = await pool.acquire(later())
+        fetching = asyncio.create_task(pool.fetch("SELECT 1", (), later(10.0)))
+        await settle()
+        pool.release(held)
+        assert await fetching == [("SELECT 1",)]
+        # The query got what the wait left of the ten seconds, not ten more.
+        assert 0 < driver.timeouts[-1] < 10.0
+
+    run(scenario)
+
+
+def test_no_time_left_after_connecting_runs_no_query_and_keeps_the_connection() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        driver = cast(FakeDriver, pool.driver)
+        with pytest.raises(PoolExhausted, match="no time left within query_timeout"):
+            await pool.fetch("SELECT 1", (), later(-1.0))
+        assert driver.timeouts == []
+        (conn,) = connector.opened
+        assert not conn.ended  # nothing ran on it: it is not stopped
+        assert pool.in_use == 0
+        # It went back idle: the next lookup takes it without connecting.
+        assert (await pool.acquire(later())).conn is conn
+        assert len(connector.opened) == 1
+
+    run(scenario)
+
+
+def test_opening_a_connection_does_not_eat_the_query_time() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        driver = cast(FakeDriver, pool.driver)
+        connector.gate = asyncio.Event()
+        # Failing over to a second host may take longer than query_timeout itself.
+        fetching = asyncio.create_task(pool.fetch("SELECT 1", (), later(0.5)))
+        await asyncio.sleep(0.6)
+        connector.gate.set()
+        assert await fetching == [("SELECT 1",)]
+        assert 0 < driver.timeouts[-1] <= 0.5
+        # Only the first lookup on it: reused, the connection brings no extra time.
+        assert await pool.fetch("SELECT 2", (), later(0.5)) == [("SELECT 2",)]
+        assert 0 < driver.timeouts[-1] <= 0.5
+
+    run(scenario)
