@@ -352,3 +352,63 @@ def test_driver_errors_cover_every_installed_driver() -> None:
         assert isinstance(exc, errors)
     assert not isinstance(TimeoutError(), errors)
     assert not isinstance(ValueError(), errors)
+
+
+class _StuckCursor:
+    """An asyncmy cursor whose query never finishes, as on a locked row."""
+
+    async def __aenter__(self) -> _StuckCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def execute(self, sql: str, args: tuple[str, ...]) -> None:
+        await asyncio.Event().wait()
+
+    async def fetchall(self) -> list[tuple[str]]:
+        return [("never",)]
+
+
+class _StuckConnection:
+    def cursor(self) -> _StuckCursor:
+        return _StuckCursor()
+
+
+def test_a_query_past_its_time_is_a_query_timeout() -> None:
+    async def scenario() -> None:
+        with pytest.raises(QueryTimeout):
+            await MysqlDriver().fetch(_StuckConnection(), "SELECT 1", (), 0.01)
+        # The task is not left cancelled: it goes on awaiting.
+        await asyncio.sleep(0)
+
+    asyncio.run(scenario())
+
+
+def test_a_cancel_from_outside_stays_a_cancel() -> None:
+    async def scenario() -> None:
+        task = asyncio.create_task(MysqlDriver().fetch(_StuckConnection(), "SELECT 1", (), 60))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def test_a_query_within_its_time_leaves_no_timer_behind() -> None:
+    class Quick(_StuckCursor):
+        async def execute(self, sql: str, args: tuple[str, ...]) -> None:
+            return None
+
+    class QuickConnection:
+        def cursor(self) -> Quick:
+            return Quick()
+
+    async def scenario() -> None:
+        rows = await MysqlDriver().fetch(QuickConnection(), "SELECT 1", (), 0.01)
+        assert rows == [("never",)]
+        # Past the query's time: had its timer fired, this sleep would be cancelled.
+        await asyncio.sleep(0.03)
+
+    asyncio.run(scenario())
