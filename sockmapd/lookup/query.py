@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from time import perf_counter
 from typing import cast
 
@@ -25,7 +26,7 @@ from sockmapd.lookup.failures import FailureLog
 from sockmapd.lookup.keys import KeyParts, ResultFormatter, query_params
 from sockmapd.lookup.recorder import NO_RECORDER, DatabaseRecorder
 from sockmapd.lookup.statements import KEY_PARAM, KEY_PARAMETER, build_statement
-from sockmapd.protocol import NOTFOUND_REPLY, Reply
+from sockmapd.protocol import Reply
 
 log = logging.getLogger(__name__)
 # One per process, shared by every map and generation; flushed at shutdown.
@@ -106,26 +107,29 @@ class MapQuery:
         """Return the database's query_timeout: the time one lookup may take."""
         return self._query_timeout
 
-    async def run(self, parts: KeyParts, deadline: float) -> Reply:
-        """Return the answer of the database for one key by deadline (the loop's clock).
+    def params(self, parts: KeyParts) -> dict[str, str] | None:
+        """Return the bind values for one key, or None when the query is not run for it.
+
+        Postfix never queries an empty key ("empty query string -- ignored"), nor a key
+        an expansion cannot fill (%d of an unqualified key, ...), nor one that lacks a
+        part result_format uses: such a key is not found.
+        """
+        if not parts.key:
+            return None
+        if self._key_only:
+            params: dict[str, str] | None = {KEY_PARAM: parts.key}
+        else:
+            params = query_params(self._parameters, parts)
+        if self._formatter is not None and not self._formatter.usable_for(parts):
+            return None
+        return params
+
+    def fetch(self, params: dict[str, str], parts: KeyParts, deadline: float) -> Awaitable[Reply]:
+        """Return the answer of the database for params by deadline (the loop's clock).
 
         A failure is TEMP or TIMEOUT, never NOTFOUND.
         """
-        if not parts.key:
-            # Postfix never queries an empty key ("empty query string -- ignored").
-            return NOTFOUND_REPLY
-        if self._key_only:
-            params = {KEY_PARAM: parts.key}
-        else:
-            found = query_params(self._parameters, parts)
-            if found is None:
-                # An expansion the key cannot fill (%d of an unqualified key, ...):
-                # Postfix suppresses the query and the key is not found.
-                return NOTFOUND_REPLY
-            params = found
-        if self._formatter is not None and not self._formatter.usable_for(parts):
-            return NOTFOUND_REPLY
-        return await self._attempt(params, parts, deadline, may_retry=True)
+        return self._attempt(params, parts, deadline, may_retry=True)
 
     async def _attempt(
         self, params: dict[str, str], parts: KeyParts, deadline: float, *, may_retry: bool

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from sockmapd.backends import Databases
 from sockmapd.config import Config
-from sockmapd.lookup.maps import MapLookup
+from sockmapd.lookup.maps import MapLookup, answered
 from sockmapd.lookup.recorder import DatabaseRecorder
 from sockmapd.protocol import Reply, Request, encode_reply
 
@@ -29,12 +29,13 @@ class Router:
             return encode_reply(_unknown_map(request.map_name))
         return lookup.answer_now(request.key)
 
-    async def answer(self, request: Request) -> Reply:
+    def answer(self, request: Request) -> Awaitable[Reply]:
         """Return the reply for one request; an unknown map is TEMP, as a config error."""
         lookup = self._maps.get(request.map_name)
         if lookup is None:
-            return _unknown_map(request.map_name)
-        return await lookup.lookup(request.key)
+            return answered(_unknown_map(request.map_name))
+        # The map's own coroutine, not one more frame around it.
+        return lookup.lookup(request.key)
 
     def clear_caches(self) -> int:
         """Forget every map's cached answers and return how many there were."""

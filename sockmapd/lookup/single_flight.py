@@ -28,23 +28,21 @@ class SingleFlight:
 
     async def run(self, key: str, compute: Callable[[], Awaitable[Reply]]) -> Reply:
         """Return compute()'s reply for key, computed once for all concurrent callers."""
-        while True:
-            flight = self._flights.get(key)
-            if flight is None:
-                return await self._lead(key, compute)
+        flights = self._flights
+        while (flight := flights.get(key)) is not None:
             # Shielded: a follower that gives up must not cancel the others' wait.
-            reply = await asyncio.shield(flight)
-            if reply is not None:
-                return reply
-
-    async def _lead(self, key: str, compute: Callable[[], Awaitable[Reply]]) -> Reply:
-        flight: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
-        self._flights[key] = flight
+            shared = await asyncio.shield(flight)
+            if shared is not None:
+                return shared
+        # The leader computes in its own frame: every frame of an await chain is
+        # walked again at each suspension of the query below it.
+        lead: asyncio.Future[Reply | None] = asyncio.get_running_loop().create_future()
+        flights[key] = lead
         reply: Reply | None = None
         try:
             reply = await compute()
             return reply
         finally:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
-            flight.set_result(reply)
+            if flights.get(key) is lead:
+                del flights[key]
+            lead.set_result(reply)
