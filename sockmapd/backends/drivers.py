@@ -72,34 +72,42 @@ class PreparedLookup:
 class _QueryTimer:
     """asyncio.timeout for one query, without its context object: a quarter of a lookup.
 
-    Measured with callgrind on a MariaDB lookup: asyncio.timeout costs about 38,000
-    instructions per query (its Timeout object, state checks and rescheduling), this
-    timer a timer handle. The semantics are asyncio.timeout's: when it expires it
-    cancels the task, and a CancelledError that it caused becomes a TimeoutError.
+    Measured with callgrind on a MariaDB lookup under uvloop: asyncio.timeout costs
+    about 26,000 instructions per query (its Timeout object, state checks and
+    rescheduling), this timer a timer handle. The semantics are asyncio.timeout's:
+    when it expires it cancels the task, and a CancelledError that it caused leaves
+    as a timeout. Every other exception leaves as what translate says it means.
+    A plain context manager: no coroutine frame for the query's suspensions to walk.
     """
 
-    __slots__ = ("_cancelling", "_handle", "_task", "expired")
+    __slots__ = ("_cancelling", "_expired", "_handle", "_task", "_translate")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, translate: Callable[[BaseException], DatabaseError]) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
+        self._translate = translate
         self._cancelling = task.cancelling()
-        self.expired = False
+        self._expired = False
         self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
 
     def _expire(self) -> None:
-        self.expired = True
+        self._expired = True
         self._task.cancel()
 
-    def stop(self) -> None:
-        """The query is over: the timer may not fire any more."""
-        self._handle.cancel()
+    def __enter__(self) -> None:
+        return None
 
-    def caused(self) -> bool:
-        """Stop; return True if the CancelledError being handled is this timer's own."""
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
         self._handle.cancel()
-        return self.expired and self._task.uncancel() <= self._cancelling
+        if exc is None:
+            return
+        if isinstance(exc, asyncio.CancelledError):
+            if self._expired and self._task.uncancel() <= self._cancelling:
+                raise self._translate(TimeoutError()) from None
+            return
+        if isinstance(exc, Exception):
+            raise self._translate(exc) from exc
 
 
 class Driver(Protocol):
@@ -240,19 +248,10 @@ class MysqlDriver:
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
-        timer = _QueryTimer(query_timeout)
-        try:
+        with _QueryTimer(query_timeout, self.translate):
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, args)
                 rows: Rows = await cursor.fetchall()
-        except asyncio.CancelledError:
-            if timer.caused():
-                raise self.translate(TimeoutError()) from None
-            raise
-        except Exception as exc:
-            timer.stop()
-            raise self.translate(exc) from exc
-        timer.stop()
         return rows
 
     async def close(self, conn: Any) -> None:
@@ -334,17 +333,8 @@ class SqliteDriver:
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
-        timer = _QueryTimer(query_timeout)
-        try:
+        with _QueryTimer(query_timeout, self.translate):
             rows: Rows = await conn.execute_fetchall(sql, args)
-        except asyncio.CancelledError:
-            if timer.caused():
-                raise self.translate(TimeoutError()) from None
-            raise
-        except Exception as exc:
-            timer.stop()
-            raise self.translate(exc) from exc
-        timer.stop()
         return rows
 
     async def close(self, conn: Any) -> None:
