@@ -19,25 +19,23 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
-from sqlalchemy.engine import make_url
 
 from tests.integration.conftest import postmap_binary
 from tests.integration.daemon import Daemon, free_port
 from tests.integration.databases import Database, Server, unique_name
+from tests.integration.postmap import connection_lines, lookups, postfix_types, show
 
 pytestmark = pytest.mark.postfix
 
 CORPUS = Path(__file__).parent / "corpus"
 KINDS = {"mariadb": "mysql", "postgresql": "pgsql"}
 MIN_KEYS = 15
-WORKERS = 8
 # The connection parameters the test writes itself; a corpus file must not set them.
 CONNECTION = ("hosts", "user", "password", "dbname")
 _PARAMETER_RE = re.compile(r"^([A-Za-z_]+)\s*=", re.MULTILINE)
@@ -88,17 +86,6 @@ def map_keys(item: CorpusMap) -> list[str]:
     return list(dict.fromkeys(keys))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one postmap lookup printed and returned."""
-
-    status: int
-    stdout: str
-    # postmap reported a lookup error ("fatal: table ...: query error"); the text may differ.
-    failed: bool
-    stderr: str = field(default="", compare=False)
-
-
 @dataclass
 class Corpus:
     """One database kind: its databases, table files, import result and running sockmapd."""
@@ -130,24 +117,12 @@ def load_source(db: Database, source: str) -> None:
             db.insert(table, spec["columns"], rows)
 
 
-def _connection_lines(db: Database) -> str:
-    url = make_url(db.url)
-    if db.name == "mariadb":
-        hosts = f"inet:{url.host}:{url.port or 3306}"
-    else:
-        hosts = f"{url.host}:{url.port or 5432}"
-    lines = [f"hosts = {hosts}", f"user = {url.username}", f"dbname = {url.database}"]
-    if url.password:
-        lines.append(f"password = {url.password}")
-    return "\n".join(lines) + "\n"
-
-
 def _write_cf(item: CorpusMap, db: Database, directory: Path) -> Path:
     body = item.path.read_text()
     present = set(_PARAMETER_RE.findall(body)) & set(CONNECTION)
     assert not present, f"{item.path}: sets {sorted(present)}; the test writes these itself"
     path = directory / f"{item.name}.cf"
-    path.write_text(_connection_lines(db) + body)
+    path.write_text(connection_lines(db) + body)
     return path
 
 
@@ -194,14 +169,6 @@ def _start(corpus: Corpus, directory: Path) -> None:
     corpus.daemon = Daemon(path, port)
 
 
-def _postfix_types(postmap: list[str]) -> set[str]:
-    postconf = Path(postmap[0]).with_name("postconf")
-    result = subprocess.run(
-        [str(postconf), "-c", postmap[2], "-m"], capture_output=True, text=True, timeout=60
-    )
-    return set(result.stdout.split())
-
-
 def _corpus(
     backend: str, server: Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Corpus]:
@@ -211,7 +178,7 @@ def _corpus(
     (directory / "postfix").mkdir()
     (directory / "postfix" / "main.cf").write_text("")
     result = Corpus(backend, [postmap_binary(), "-c", str(directory / "postfix")])
-    if kind not in _postfix_types(result.postmap):
+    if kind not in postfix_types(result.postmap):
         pytest.fail(f"Postfix lacks the {kind} map type (postconf -m)")
     created: list[str] = []
     try:
@@ -249,65 +216,6 @@ def postgresql_corpus(
     yield from _corpus("postgresql", pg_server, tmp_path_factory)
 
 
-def _run(command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        input=stdin,
-        capture_output=True,
-        encoding="utf-8",
-        errors="backslashreplace",
-        timeout=120,
-    )
-
-
-def _failed(stderr: str) -> bool:
-    return "fatal:" in stderr
-
-
-def _one(postmap: list[str], table: str, key: str) -> Outcome:
-    result = _run([*postmap, "-q", key, table])
-    return Outcome(result.returncode, result.stdout, _failed(result.stderr), result.stderr)
-
-
-def _batch(postmap: list[str], table: str, keys: list[str]) -> dict[str, Outcome] | None:
-    """Look every key up in one postmap run; None when a lookup failed (postmap stops there)."""
-    result = _run([*postmap, "-q", "-", table], stdin="".join(f"{key}\n" for key in keys))
-    if _failed(result.stderr) or result.returncode not in (0, 1):
-        return None
-    found: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        key, tab, value = line.partition("\t")
-        if not tab:
-            # A value with a newline: only one lookup per run tells where it ends.
-            return None
-        found.setdefault(key, []).append(value)
-    if not set(found) <= set(keys):
-        return None
-    return {
-        key: Outcome(0, "".join(f"{v}\n" for v in found[key]), False)
-        if key in found
-        else Outcome(1, "", False)
-        for key in keys
-    }
-
-
-def lookups(postmap: list[str], table: str, keys: list[str]) -> dict[str, Outcome]:
-    """Every key's outcome: one batch run, or one run per key when the batch cannot tell."""
-    batch = _batch(postmap, table, keys)
-    if batch is not None:
-        return batch
-    with ThreadPoolExecutor(WORKERS) as pool:
-        outcomes = list(pool.map(lambda key: _one(postmap, table, key), keys))
-    return dict(zip(keys, outcomes, strict=True))
-
-
-def _show(outcome: Outcome) -> str:
-    text = f"exit {outcome.status}, stdout {outcome.stdout!r}"
-    if outcome.failed:
-        text += f", error: {outcome.stderr.strip()!r}"
-    return text
-
-
 @pytest.mark.parametrize(("backend_name", "item"), _cases())
 def test_published_map_answers_as_in_postfix(
     request: pytest.FixtureRequest, backend_name: str, item: CorpusMap
@@ -325,7 +233,7 @@ def test_published_map_answers_as_in_postfix(
     socketmap = f"socketmap:inet:127.0.0.1:{corpus.daemon.port}:{item.name}"
     through = lookups(corpus.postmap, socketmap, keys)
     differences = [
-        f"{key!r}:\n    postfix:  {_show(direct[key])}\n    sockmapd: {_show(through[key])}"
+        f"{key!r}:\n    postfix:  {show(direct[key])}\n    sockmapd: {show(through[key])}"
         for key in keys
         if direct[key] != through[key]
     ]

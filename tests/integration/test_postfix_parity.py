@@ -17,18 +17,24 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
-from sqlalchemy.engine import make_url
 
 from tests.integration.conftest import postmap_binary
 from tests.integration.daemon import Daemon, free_port
 from tests.integration.databases import Database
+from tests.integration.postmap import (
+    Outcome,
+    connection_lines,
+    lookups,
+    one,
+    postfix_types,
+    show,
+)
 
 pytestmark = pytest.mark.postfix
 
@@ -51,7 +57,6 @@ MAPS = [
 # Maps whose queries use one database's own literal syntax (backslash escapes).
 BACKEND_MAPS = {"mariadb": ["escapes_mysql"], "postgresql": ["escapes_pgsql"], "sqlite": []}
 POSTFIX_TYPE = {"mariadb": "mysql", "postgresql": "pgsql", "sqlite": "sqlite"}
-WORKERS = 8
 
 # address, goto, active
 ALIASES: list[tuple[str, str | None, int]] = [
@@ -181,17 +186,6 @@ UTF8_MISSING_KEYS = [
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What one postmap lookup printed and returned."""
-
-    status: int
-    stdout: str
-    # postmap reported a lookup error ("fatal: table ...: query error"); the text may differ.
-    failed: bool
-    stderr: str = field(default="", compare=False)
-
-
-@dataclass(frozen=True)
 class Parity:
     """One backend's imported config, running sockmapd and Postfix tables."""
 
@@ -202,14 +196,6 @@ class Parity:
     daemon: Daemon
     keys: list[str]
     imported: dict[str, Any]
-
-
-def _postfix_types(postmap: list[str]) -> set[str]:
-    postconf = Path(postmap[0]).with_name("postconf")
-    result = subprocess.run(
-        [str(postconf), "-c", postmap[2], "-m"], capture_output=True, text=True, timeout=60
-    )
-    return set(result.stdout.split())
 
 
 def _table(db: Database, table: str, columns: Sequence[str]) -> None:
@@ -231,25 +217,8 @@ def _setup(db: Database) -> None:
     db.insert("pp_labels", ["sld", "tld", "v"], LABELS)
 
 
-def _connection_lines(db: Database) -> str:
-    """Return the .cf lines that connect Postfix to the backend's database."""
-    url = make_url(db.url)
-    if db.name == "sqlite":
-        return f"dbpath = {url.database}\n"
-    # Both host forms of the manuals: inet:host:port for MySQL, host:port for PostgreSQL.
-    prefix, default_port = ("inet:", 3306) if db.name == "mariadb" else ("", 5432)
-    lines = [
-        f"hosts = {prefix}{url.host}:{url.port or default_port}",
-        f"user = {url.username}",
-        f"dbname = {url.database}",
-    ]
-    if url.password:
-        lines.append(f"password = {url.password}")
-    return "\n".join(lines) + "\n"
-
-
 def _write_cf_files(db: Database, directory: Path) -> dict[str, Path]:
-    connection = _connection_lines(db)
+    connection = connection_lines(db)
     files: dict[str, Path] = {}
     for name in _maps(db.name):
         body = (CF_DIR / f"{name}.cf").read_text()
@@ -303,7 +272,7 @@ def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (postfix_dir / "main.cf").write_text("")
     postmap = [postmap_binary(), "-c", str(postfix_dir)]
     postfix_type = POSTFIX_TYPE[backend.name]
-    if postfix_type not in _postfix_types(postmap):
+    if postfix_type not in postfix_types(postmap):
         pytest.fail(f"Postfix lacks the {postfix_type} map type (postconf -m)")
     _setup(backend)
     files = _write_cf_files(backend, directory)
@@ -320,54 +289,6 @@ def parity(backend: Database, tmp_path_factory: pytest.TempPathFactory) -> Itera
         daemon.stop()
 
 
-def _run(command: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        input=stdin,
-        capture_output=True,
-        encoding="utf-8",
-        errors="backslashreplace",
-        timeout=120,
-    )
-
-
-def _failed(stderr: str) -> bool:
-    return "fatal:" in stderr
-
-
-def _one(postmap: list[str], table: str, key: str) -> Outcome:
-    result = _run([*postmap, "-q", key, table])
-    return Outcome(result.returncode, result.stdout, _failed(result.stderr), result.stderr)
-
-
-def _batch(postmap: list[str], table: str, keys: list[str]) -> dict[str, Outcome] | None:
-    """Look every key up in one postmap run; None when a lookup failed (postmap stops there)."""
-    result = _run([*postmap, "-q", "-", table], stdin="".join(f"{key}\n" for key in keys))
-    if _failed(result.stderr) or result.returncode not in (0, 1):
-        return None
-    found: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        key, tab, value = line.partition("\t")
-        assert tab, line
-        found.setdefault(key, []).append(value)
-    assert set(found) <= set(keys), set(found) - set(keys)
-    return {
-        key: Outcome(0, "".join(f"{v}\n" for v in found[key]), False)
-        if key in found
-        else Outcome(1, "", False)
-        for key in keys
-    }
-
-
-def _lookups(postmap: list[str], table: str, keys: list[str]) -> dict[str, Outcome]:
-    batch = _batch(postmap, table, keys)
-    if batch is not None:
-        return batch
-    with ThreadPoolExecutor(WORKERS) as pool:
-        outcomes = list(pool.map(lambda key: _one(postmap, table, key), keys))
-    return dict(zip(keys, outcomes, strict=True))
-
-
 def _direct(parity: Parity, map_name: str) -> str:
     return f"{parity.postfix_type}:{parity.cf_files[map_name]}"
 
@@ -376,30 +297,23 @@ def _through_sockmapd(parity: Parity, map_name: str) -> str:
     return f"socketmap:inet:127.0.0.1:{parity.daemon.port}:{map_name}"
 
 
-def _show(outcome: Outcome) -> str:
-    text = f"exit {outcome.status}, stdout {outcome.stdout!r}"
-    if outcome.failed:
-        text += f", error: {outcome.stderr.strip()!r}"
-    return text
-
-
 def test_postfix_and_sockmapd_answer_alike(parity: Parity) -> None:
     differences: list[str] = []
-    lookups = 0
+    asked = 0
     maps = _maps(parity.backend)
     for map_name in maps:
-        postfix = _lookups(parity.postmap, _direct(parity, map_name), parity.keys)
-        sockmapd = _lookups(parity.postmap, _through_sockmapd(parity, map_name), parity.keys)
+        postfix = lookups(parity.postmap, _direct(parity, map_name), parity.keys)
+        sockmapd = lookups(parity.postmap, _through_sockmapd(parity, map_name), parity.keys)
         for key in parity.keys:
-            lookups += 1
+            asked += 1
             if postfix[key] != sockmapd[key]:
                 differences.append(
-                    f"{map_name} {key!r}:\n    postfix:  {_show(postfix[key])}\n"
-                    f"    sockmapd: {_show(sockmapd[key])}"
+                    f"{map_name} {key!r}:\n    postfix:  {show(postfix[key])}\n"
+                    f"    sockmapd: {show(sockmapd[key])}"
                 )
     print(
         f"\nparity {parity.backend}: {len(parity.keys)} keys, {len(maps)} maps, "
-        f"{lookups} lookups, {len(differences)} differences"
+        f"{asked} lookups, {len(differences)} differences"
     )
     assert not differences, "\n".join(differences)
 
@@ -407,28 +321,28 @@ def test_postfix_and_sockmapd_answer_alike(parity: Parity) -> None:
 def test_the_keys_reach_every_kind_of_postfix_answer(parity: Parity) -> None:
     # The comparison above is only as good as its keys: check that they exercise every
     # kind of answer on the Postfix side.
-    aliases = _lookups(parity.postmap, _direct(parity, "aliases"), parity.keys)
+    aliases = lookups(parity.postmap, _direct(parity, "aliases"), parity.keys)
     assert aliases["team@example.com"] == Outcome(
         0, "a@example.net,b@example.net,c@example.net\n", False
     )
     assert aliases["Alice@Example.COM"] == Outcome(0, "alice@mail.example\n", False)
     assert aliases["nobody@example.com"] == Outcome(1, "", False)
-    limited = _one(parity.postmap, _direct(parity, "limited"), "big@example.com")
+    limited = one(parity.postmap, _direct(parity, "limited"), "big@example.com")
     assert limited.failed, limited
-    transport = _one(parity.postmap, _direct(parity, "transport"), "example.org")
+    transport = one(parity.postmap, _direct(parity, "transport"), "example.org")
     assert transport.stdout == "smtp:[mx.example.org],smtp:[mx2.example.org]\n"
     # Literals holding expansions: the catch-all '@%d', '%u@%d' and LIKE '%%%s'.
-    literals = _lookups(parity.postmap, _direct(parity, "literals"), parity.keys)
+    literals = lookups(parity.postmap, _direct(parity, "literals"), parity.keys)
     assert literals["nobody@example.com"] == Outcome(0, "catchall@mail.example\n", False)
     assert literals["alice@example.com"] == Outcome(
         0, "alice@mail.example,catchall@mail.example\n", False
     )
-    joined = _one(parity.postmap, _direct(parity, "joined"), "bob@example.com")
+    joined = one(parity.postmap, _direct(parity, "joined"), "bob@example.com")
     assert joined == Outcome(0, "bob@mail.example\n", False)
-    like = _one(parity.postmap, _direct(parity, "like"), "lice@example.com")
+    like = one(parity.postmap, _direct(parity, "like"), "lice@example.com")
     assert like == Outcome(0, "alice@mail.example\n", False)
     for name in BACKEND_MAPS[parity.backend]:
-        escapes = _one(parity.postmap, _direct(parity, name), "alice@example.com")
+        escapes = one(parity.postmap, _direct(parity, name), "alice@example.com")
         assert escapes == Outcome(0, "alice@mail\\example\n", False), name
 
 
@@ -465,7 +379,7 @@ def test_lines_postfix_skips_are_skipped_alike(
     # and reads a byte-order mark as part of the first name (an unknown parameter). The
     # import drops both, says so, and the imported maps answer as Postfix's tables do.
     query = "query = SELECT goto FROM pp_alias WHERE address = '%s' ORDER BY goto\n"
-    connection = _connection_lines(backend)
+    connection = connection_lines(backend)
     files = {
         "indented": tmp_path / "indented.cf",
         "bom": tmp_path / "bom.cf",
@@ -488,9 +402,9 @@ def test_lines_postfix_skips_are_skipped_alike(
     try:
         keys = ["alice@example.com", "team@example.com", "nobody@example.com"]
         for name, path in files.items():
-            postfix = _lookups(parity.postmap, f"{parity.postfix_type}:{path}", keys)
+            postfix = lookups(parity.postmap, f"{parity.postfix_type}:{path}", keys)
             table = f"socketmap:inet:127.0.0.1:{daemon.port}:{name}"
-            assert _lookups(parity.postmap, table, keys) == postfix, name
+            assert lookups(parity.postmap, table, keys) == postfix, name
             assert postfix["alice@example.com"] == Outcome(0, "alice@mail.example\n", False)
     finally:
         daemon.stop()
