@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import _daemon_factory, make_sqlite
 from tests.integration.daemon import free_port
+from tests.integration.test_metrics import SQLITE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "contrib" / "prometheus" / "alerts.yml"
@@ -43,34 +44,6 @@ SCHEMA_VERSION = 39
 METRIC = re.compile(r"\b(?:sockmapd|process|python)_[a-z0-9_]+\b")
 # The Grafana variables the queries use, and what stands for them in a rule file.
 GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$instance": ".+"}
-
-CONFIG = """
-[server]
-listen = ["tcp://127.0.0.1:@PORT@"]
-allow_root = true
-
-[metrics]
-listen = "tcp://127.0.0.1:{metrics_port}"
-
-[databases.main]
-url = "sqlite+aiosqlite:///{db}"
-
-[maps.recipient]
-database = "main"
-table = "users"
-key = "address"
-
-[maps.cached]
-database = "main"
-table = "users"
-key = "address"
-cache_ttl = 3600.0
-
-[maps.broken]
-database = "main"
-table = "no_such_table"
-key = "k"
-"""
 
 
 def promtool_binary() -> str:
@@ -113,7 +86,7 @@ def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """Scrapes of a running sockmapd after some traffic: text, OpenMetrics, gzipped text."""
     tmp_path = tmp_path_factory.mktemp("monitoring")
     metrics_port = free_port()
-    text = CONFIG.format(metrics_port=metrics_port, db=make_sqlite(tmp_path / "m.sqlite3"))
+    text = SQLITE_CONFIG.format(metrics_port=metrics_port, db=make_sqlite(tmp_path / "m.sqlite3"))
     with _daemon_factory(tmp_path) as start_daemon:
         daemon = start_daemon(config_text=text, name="monitoring.toml")
         client = daemon.client()
