@@ -22,6 +22,7 @@ from sockmapd.config import (
     parse_listen_address,
     to_toml,
 )
+from sockmapd.config.descriptions import REGENERATE_COMMAND
 from sockmapd.config.files import UnreadableFile, read_bounded_text
 from sockmapd.config.loader import MAX_CONFIG_BYTES
 from sockmapd.config.postfix_import import (
@@ -30,7 +31,7 @@ from sockmapd.config.postfix_import import (
     import_postfix,
     split_table_argument,
 )
-from sockmapd.config.reference import REGENERATE_COMMAND, render_reference
+from sockmapd.config.reference import render_reference
 from sockmapd.logs import configure_logging
 from sockmapd.text import counted
 

@@ -13,12 +13,14 @@ from pydantic import BaseModel
 from sockmapd import __version__
 from sockmapd.cli import DEFAULT_CONFIG
 from sockmapd.config import Config
-from sockmapd.config.reference import (
+from sockmapd.config.descriptions import (
     INTRO,
     LEGACY_INTRO,
     LEGACY_OUTRO,
     SECTION_LEADS,
     SECTION_NOTES,
+)
+from sockmapd.config.reference import (
     Option,
     describe_options,
     legacy_keys,

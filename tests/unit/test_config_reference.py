@@ -11,14 +11,16 @@ from pydantic import BaseModel, Field, SecretStr
 
 from sockmapd.cli import main
 from sockmapd.config import Config
-from sockmapd.config.legacy import LegacyFile
-from sockmapd.config.reference import (
+from sockmapd.config.descriptions import (
     DESCRIPTIONS,
-    NAME,
     REGENERATE_COMMAND,
     SECTION_LEADS,
     SECTION_NOTES,
     UNSET_MEANS,
+)
+from sockmapd.config.legacy import LegacyFile
+from sockmapd.config.reference import (
+    NAME,
     describe_options,
     describe_type,
     legacy_keys,
@@ -33,7 +35,7 @@ def test_every_option_has_a_description() -> None:
     missing = [option.key for option in describe_options() if not option.meaning.strip()]
     assert not missing, (
         f"options without a description: {', '.join(missing)}; add them to DESCRIPTIONS "
-        f"in sockmapd/config/reference.py and run {REGENERATE_COMMAND}"
+        f"in sockmapd/config/descriptions.py and run {REGENERATE_COMMAND}"
     )
 
 
