@@ -121,7 +121,10 @@ class DriverPool:
         The wait for a connection and the query share the time left; raise only
         DatabaseError (or a cancel).
         """
-        lease = await self.acquire(deadline)
+        # An idle connection is taken without a coroutine of its own.
+        lease = self._take_idle()
+        if lease is None:
+            lease = await self.acquire(deadline)
         # Opening a connection (failing over between hosts, each with its own
         # connect_timeout) does not eat the query's time.
         opening, lease.opening = lease.opening, 0.0
@@ -143,8 +146,18 @@ class DriverPool:
 
         Raise PoolExhausted, PoolClosed or DatabaseUnavailable.
         """
+        lease = self._take_idle()
+        if lease is not None:
+            return lease
         if self._closed:
             raise PoolClosed(f"database {self.name}: the pool is closed")
+        if self._open < self._limit:
+            self._open += 1
+            return await self._open_reserved()
+        return await self._wait(deadline)
+
+    def _take_idle(self) -> Lease | None:
+        """Return an idle connection checked out, or None; closes the stale ones met."""
         idle = self._idle
         while idle:
             lease = idle.pop()
@@ -152,10 +165,7 @@ class DriverPool:
                 self._in_use += 1
                 return lease
             self._discard(lease)
-        if self._open < self._limit:
-            self._open += 1
-            return await self._open_reserved()
-        return await self._wait(deadline)
+        return None
 
     def release(self, lease: Lease, failure: BaseException | None = None) -> None:
         """Give a connection back after a lookup that ended with failure (None: it answered)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from sockmapd.lookup.keys import KeyParts, ResultFormatter
-from sockmapd.protocol import NOTFOUND_REPLY, Reply
+from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
 
 
 def _text(value: object) -> str:
@@ -19,7 +19,7 @@ def _text(value: object) -> str:
 
 
 def format_rows(
-    rows: Iterable[Sequence[object]],
+    rows: Sequence[Sequence[object]],
     *,
     reason_column: bool = False,
     formatter: ResultFormatter | None = None,
@@ -35,6 +35,13 @@ def format_rows(
     first_column_only, other columns are ignored (Postfix's sqlite tables). More values
     than a non-zero expansion_limit is TEMP, as Postfix treats it.
     """
+    if len(rows) == 1 and not reason_column and formatter is None:
+        # The common answer, one row of one text value, without the general walk.
+        row = rows[0]
+        if len(row) == 1:
+            value = row[0]
+            if type(value) is str:
+                return Reply(Status.OK, value) if value else NOTFOUND_REPLY
     values: list[str] = []
     for row in rows:
         if reason_column:

@@ -32,7 +32,16 @@ async def answered(reply: Reply) -> Reply:
 class MapLookup:
     """One configured map, with everything that can be prepared prepared at load."""
 
-    __slots__ = ("_cache", "_flights", "_policy", "_query", "_serve_stale", "database", "name")
+    __slots__ = (
+        "_cache",
+        "_flights",
+        "_policy",
+        "_query",
+        "_serve_stale",
+        "_timeout",
+        "database",
+        "name",
+    )
 
     def __init__(
         self,
@@ -62,6 +71,7 @@ class MapLookup:
             else None
         )
         self._serve_stale = config.stale_ttl > 0
+        self._timeout = self._query.timeout
         # A second request for a key being looked up waits for the first one's query.
         self._flights = SingleFlight()
 
@@ -99,7 +109,7 @@ class MapLookup:
             cached = cache.get(key)
             if cached is not None:
                 return answered(decode_frame(cached))
-        return self._flights.run(key, lambda: self._resolve(key, parts))
+        return self._flights.run(key, self._resolve, key, parts)
 
     def clear_cache(self) -> int:
         """Forget every cached answer of this map and return how many there were."""
@@ -122,13 +132,13 @@ class MapLookup:
         try:
             # One deadline for the whole lookup: its waits, its queries and a retry
             # share query_timeout, so that an overloaded database answers in that time.
-            deadline = asyncio.get_running_loop().time() + query.timeout
+            deadline = asyncio.get_running_loop().time() + self._timeout
             reply = NOTFOUND_REPLY
             for candidate in self._policy.candidates(parts):
-                params = query.params(candidate)
-                if params is None:
+                args = query.arguments(candidate)
+                if args is None:
                     continue  # Postfix suppresses this query: not found
-                reply = await query.fetch(params, candidate, deadline)
+                reply = await query.fetch(args, candidate, deadline)
                 # The first answer that is not "not found" ends the search. A TEMP or
                 # TIMEOUT must not fall through to a wider key: the narrower key might
                 # exist, and a catch-all answer in its place could misroute mail.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from sockmapd.config import MapConfig
 from sockmapd.config.expansions import SEARCH_CODES, parse_template
@@ -46,11 +46,13 @@ class KeyPolicy:
             return True
         return parts.domain is not None and bool(parts.local) and parts.domain.lower() in domains
 
-    def candidates(self, parts: KeyParts) -> Iterator[KeyParts]:
-        """Yield the keys to query in order: the key itself, or each search entry once."""
+    def candidates(self, parts: KeyParts) -> Iterable[KeyParts]:
+        """Return the keys to query in order: the key itself, or each search entry once."""
         if not self._search:
-            yield parts
-            return
+            return (parts,)
+        return self._searched(parts)
+
+    def _searched(self, parts: KeyParts) -> Iterator[KeyParts]:
         tried: set[str] = set()
         for expander in self._search:
             candidate = expander.expand(parts)

@@ -25,7 +25,7 @@ from sockmapd.lookup.answers import format_rows
 from sockmapd.lookup.failures import FailureLog
 from sockmapd.lookup.keys import KeyParts, ResultFormatter, query_params
 from sockmapd.lookup.recorder import NO_RECORDER, DatabaseRecorder
-from sockmapd.lookup.statements import KEY_PARAM, KEY_PARAMETER, build_statement
+from sockmapd.lookup.statements import KEY_PARAMETER, build_statement
 from sockmapd.protocol import Reply
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,14 @@ class MapQuery:
         "_first_column_only",
         "_formatter",
         "_key_only",
+        "_order",
         "_parameters",
         "_pool",
-        "_prepared",
         "_query_timeout",
         "_reason_column",
         "_recorder",
+        "_sql",
+        "_width",
         "database",
         "name",
         "statement",
@@ -83,11 +85,10 @@ class MapQuery:
         # Lookups send the SQL compiled here for the database's dialect straight
         # to the driver; the key stays a bound parameter.
         self._pool = pool
-        self._prepared = (
-            PreparedLookup(cast(ClauseElement, self.statement), engine.dialect)
-            if pool is not None
-            else None
-        )
+        prepared = PreparedLookup(cast(ClauseElement, self.statement), engine.dialect)
+        self._sql = prepared.sql
+        self._order = prepared.arguments
+        self._width = len(prepared.names)
         self._reason_column = config.reason is not None
         self._formatter = (
             ResultFormatter(parse_template(config.result_format, RESULT_CODES))
@@ -107,41 +108,44 @@ class MapQuery:
         """Return the database's query_timeout: the time one lookup may take."""
         return self._query_timeout
 
-    def params(self, parts: KeyParts) -> dict[str, str] | None:
-        """Return the bind values for one key, or None when the query is not run for it.
+    def arguments(self, parts: KeyParts) -> tuple[str, ...] | None:
+        """Return the bind values for one key in the statement's order, or None when the
+        query is not run for it.
 
         Postfix never queries an empty key ("empty query string -- ignored"), nor a key
         an expansion cannot fill (%d of an unqualified key, ...), nor one that lacks a
         part result_format uses: such a key is not found.
         """
-        if not parts.key:
+        key = parts.key
+        if not key:
             return None
-        if self._key_only:
-            params: dict[str, str] | None = {KEY_PARAM: parts.key}
-        else:
-            params = query_params(self._parameters, parts)
         if self._formatter is not None and not self._formatter.usable_for(parts):
             return None
-        return params
+        if self._key_only:
+            # The whole key, as many times as the statement binds it.
+            return (key,) * self._width
+        params = query_params(self._parameters, parts)
+        if params is None:
+            return None
+        return self._order(params)
 
-    def fetch(self, params: dict[str, str], parts: KeyParts, deadline: float) -> Awaitable[Reply]:
-        """Return the answer of the database for params by deadline (the loop's clock).
+    def fetch(self, args: tuple[str, ...], parts: KeyParts, deadline: float) -> Awaitable[Reply]:
+        """Return the answer of the database for args by deadline (the loop's clock).
 
         A failure is TEMP or TIMEOUT, never NOTFOUND.
         """
-        return self._attempt(params, parts, deadline, may_retry=True)
+        return self._attempt(args, parts, deadline, may_retry=True)
 
     async def _attempt(
-        self, params: dict[str, str], parts: KeyParts, deadline: float, *, may_retry: bool
+        self, args: tuple[str, ...], parts: KeyParts, deadline: float, *, may_retry: bool
     ) -> Reply:
         pool = self._pool
-        prepared = self._prepared
         began = perf_counter()
         try:
-            if pool is None or prepared is None:
+            if pool is None:
                 # Only a map built without a database (a test double) gets here.
                 raise DatabaseUnavailable(f"database {self.database}: no connection pool")
-            rows = await pool.fetch(prepared.sql, prepared.arguments(params), deadline)
+            rows = await pool.fetch(self._sql, args, deadline)
         except DatabaseError as exc:
             self._recorder.failed(exc, perf_counter() - began)
             if isinstance(exc, QueryTimeout):
@@ -152,7 +156,7 @@ class MapQuery:
                     # The pooled connection died (server restart, failover, a cut
                     # network): one more try on a fresh one, maybe on another host.
                     self._log(exc.kind, ": connection lost (%s); retrying once", exc, logging.INFO)
-                    return await self._attempt(params, parts, deadline, may_retry=False)
+                    return await self._attempt(args, parts, deadline, may_retry=False)
                 self._log("lost_connection_on_retry", " failed: %s", exc)
                 return self.unavailable
             self._log(exc.kind, " failed: %s", exc)

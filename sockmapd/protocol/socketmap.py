@@ -7,7 +7,7 @@ Pure functions and values, no I/O. A request is ``<mapname> <key>``; a reply is
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 from sockmapd.protocol.netstring import encode_netstring
 
@@ -42,9 +42,8 @@ class MalformedRequest(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A lookup of key in the map called map_name."""
+class Request(NamedTuple):
+    """A lookup of key in the map called map_name (a tuple: made once per request)."""
 
     map_name: str
     key: str
@@ -71,18 +70,34 @@ def parse_request(payload: bytes) -> Request:
     return Request(map_name, key)
 
 
-@dataclass(frozen=True, slots=True)
 class Reply:
-    """One socketmap answer: data for OK, a reason for TEMP/TIMEOUT/PERM, "" for NOTFOUND."""
+    """One socketmap answer: data for OK, a reason for TEMP/TIMEOUT/PERM, "" for NOTFOUND.
 
-    status: Status
-    text: str
+    Immutable by contract (the attributes are Final): a plain class rather than a
+    frozen dataclass, whose every construction pays for object.__setattr__, since
+    most requests make one.
+    """
 
-    def __post_init__(self) -> None:
-        if self.status is Status.OK and not self.text:
+    __slots__ = ("status", "text")
+
+    def __init__(self, status: Status, text: str) -> None:
+        if status is Status.OK and not text:
             raise ValueError("an OK reply must carry data")
-        if self.status is Status.NOTFOUND and self.text:
+        if status is Status.NOTFOUND and text:
             raise ValueError("a NOTFOUND reply carries no text")
+        self.status: Final = status
+        self.text: Final = text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Reply):
+            return NotImplemented
+        return self.status is other.status and self.text == other.text
+
+    def __hash__(self) -> int:
+        return hash((self.status, self.text))
+
+    def __repr__(self) -> str:
+        return f"Reply(status={self.status!r}, text={self.text!r})"
 
     @classmethod
     def ok(cls, data: str) -> Reply:

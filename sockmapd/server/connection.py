@@ -100,7 +100,10 @@ class SocketmapProtocol(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._core: ConnectionCore | None = None
-        self._settings = service.settings
+        self._settings = settings = service.settings
+        # Read once: the settings are a validated model, slower to read per request.
+        self._max_reply = settings.max_reply_bytes
+        self._request_timeout = settings.request_timeout
         self._metrics = service.metrics
         # Requests for the lookup task, in order, with the time each arrived.
         self._lookups: deque[tuple[Pending, Request | None, float]] = deque()
@@ -377,7 +380,7 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def _timed_out(self, expired: list[Pending]) -> None:
         seqs = {pending.seq for pending in expired}
-        timeout = self._settings.request_timeout
+        timeout = self._request_timeout
         reply = Reply.timeout(f"lookup did not finish within {timeout:g}s")
         started = {p.seq: s for p, _, s in self._lookups}
         for pending in expired:
@@ -397,7 +400,7 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def _send(self, payload: bytes, frame: bytes, map_name: str | None, started: float) -> bytes:
         """Count and log the reply frame; return the bytes to send (TEMP if it is too large)."""
-        max_reply = self._settings.max_reply_bytes
+        max_reply = self._max_reply
         if len(frame) > max_reply and (size := frame_payload_size(frame)) > max_reply:
             # What is counted and logged is what the client got.
             conn_log.warning(
