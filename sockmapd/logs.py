@@ -56,6 +56,11 @@ class RequestFields:
     ms: float
 
 
+def requests_logged() -> bool:
+    """Return True when answered requests are logged (info level on their logger)."""
+    return _request_log.isEnabledFor(logging.INFO)
+
+
 def log_request(peer: str, payload: bytes, status: Status, started: float) -> None:
     """Log one answered request at info level; KEEPALIVE probes are never logged."""
     # The request path is hot: with info off this test is all it costs.

@@ -35,6 +35,7 @@ class MapLookup:
     __slots__ = (
         "_cache",
         "_flights",
+        "_plain",
         "_policy",
         "_query",
         "_serve_stale",
@@ -57,6 +58,7 @@ class MapLookup:
         self.name = name
         self.database = config.database
         self._policy = KeyPolicy(config)
+        self._plain = not config.key_transform and not self._policy.filters
         self._query = MapQuery(name, config, engine, database, recorder=recorder, pool=pool)
         # None when both ttls are 0: the lookup then pays one attribute check.
         self._cache = (
@@ -82,9 +84,10 @@ class MapLookup:
         is followed by lookup(key), which counts the cache miss.
         """
         cache = self._cache
+        if self._plain:
+            # No transform, no filter: the cache alone may know the answer.
+            return None if cache is None else cache.get(key, count_miss=False)
         policy = self._policy
-        if cache is None and not policy.filters:
-            return None
         try:
             key = policy.transform(key)
         except Exception:

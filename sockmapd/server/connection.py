@@ -29,6 +29,7 @@ from typing import Any, Protocol, cast
 
 from sockmapd.config import ServerConfig
 from sockmapd.logs import log_request as _log_request
+from sockmapd.logs import requests_logged
 from sockmapd.lookup import Router
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.protocol import (
@@ -410,11 +411,13 @@ class SocketmapProtocol(asyncio.Protocol):
                 max_reply,
             )
             frame = REPLY_TOO_LARGE_FRAME
-        status = frame_status(frame)
         metrics = self._metrics
-        if metrics is not None:
-            metrics.request(map_name, status, perf_counter() - started)
-        _log_request(self.peer, payload, status, started)
+        if metrics is not None or requests_logged():
+            # Read back from the frame only when something records it.
+            status = frame_status(frame)
+            if metrics is not None:
+                metrics.request(map_name, status, perf_counter() - started)
+            _log_request(self.peer, payload, status, started)
         return frame
 
 
