@@ -57,6 +57,11 @@ class Tally:
     """What one generator process measured."""
 
     latencies: array[float] = field(default_factory=lambda: array("d"))
+    # Every reply in the window, right or a failure (TEMP, TIMEOUT...): under
+    # overload, how long a client waits for whatever answer it gets.
+    answer_latencies: array[float] = field(default_factory=lambda: array("d"))
+    # Replies in the window by kind: "right", "TEMP", "TIMEOUT", "PERM", "wrong".
+    answer_kinds: dict[str, int] = field(default_factory=dict)
     per_connection: list[int] = field(default_factory=list)
     wrong: int = 0
     wrong_examples: list[str] = field(default_factory=list)
@@ -136,21 +141,27 @@ class Client(asyncio.Protocol):
             self.first_reply = now
         clock = self.clock
         counted = self.sent_at >= clock.measure_from and now <= clock.measure_until
+        tally = self.tally
         if reply == self.expected:
+            kind = "right"
             if counted:
-                self.tally.latencies.append(now - self.sent_at)
+                tally.latencies.append(now - self.sent_at)
                 self.count += 1
         else:
             # Every reply is checked, in the warm-up too; only timing is windowed.
             kind = reply.split(b" ", 1)[0].decode("ascii", "replace")
             if kind in ("TEMP", "TIMEOUT", "PERM"):
-                self.tally.fail(kind)
+                tally.fail(kind)
             else:
-                self.tally.wrong += 1
+                kind = "wrong"
+                tally.wrong += 1
                 if len(self.tally.wrong_examples) < 5:
                     self.tally.wrong_examples.append(
                         f"expected {self.expected!r}, got {reply[:100]!r}"
                     )
+        if counted:
+            tally.answer_latencies.append(now - self.sent_at)
+            tally.answer_kinds[kind] = tally.answer_kinds.get(kind, 0) + 1
         if now < clock.measure_until:
             self.send_next()
         elif not self.done.done():
@@ -303,6 +314,11 @@ def merge(settings: Settings, tallies: list[Tally], procs: int) -> dict[str, Any
         failures["generator process lost"] = missing_procs
     mean = sum(per_connection) / len(per_connection) if per_connection else 0.0
     loop_name, _ = _event_loop_runner()
+    answers = sorted(x for t in tallies for x in t.answer_latencies)
+    kinds: dict[str, int] = {}
+    for t in tallies:
+        for kind, n in t.answer_kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + n
     return {
         "connections": settings.connections,
         "duration": settings.duration,
@@ -320,6 +336,14 @@ def merge(settings: Settings, tallies: list[Tally], procs: int) -> dict[str, Any
         "failure_kinds": failures,
         "fairness": (min(per_connection) / mean) if mean else 0.0,
         "connections_without_counted_reply": sum(1 for n in per_connection if n == 0),
+        # Every reply in the window, whatever it said, and the share of each kind.
+        "answers": {
+            "count": len(answers),
+            "p50_ms": percentile(answers, 0.50),
+            "p99_ms": percentile(answers, 0.99),
+            "max_ms": answers[-1] * 1000.0 if answers else None,
+            "shares": {k: n / len(answers) for k, n in sorted(kinds.items())} if answers else {},
+        },
         "slowest_first_reply_ms": max((x for t in tallies for x in t.first_replies), default=0.0)
         * 1000.0,
         "generator": {

@@ -205,6 +205,7 @@ class MysqlDriver:
 
     def __init__(self, beside: Callable[[Any], Awaitable[Any]] | None = None) -> None:
         self._beside = beside
+        self._killing = asyncio.Lock()
         self._watchdog = Watchdog(
             "the query ran past query_timeout and was stopped", self.translate
         )
@@ -253,7 +254,10 @@ class MysqlDriver:
             return
         side = None
         try:
-            async with asyncio.timeout(_CLOSE_TIMEOUT * 5):
+            # One side connection at a time per database: when a stalled server
+            # cuts many queries at once, the kills queue up instead of each
+            # opening a connection to a server that may be near max_connections.
+            async with asyncio.timeout(_CLOSE_TIMEOUT * 5), self._killing:
                 side = await self._beside(conn)
                 async with side.cursor() as cursor:
                     await cursor.execute(f"KILL QUERY {int(thread_id)}")

@@ -5,7 +5,11 @@ longest waiter, so under load no client connection is starved by luckier ones.
 Each lookup has one deadline for its wait and its queries (its query_timeout; the
 time spent opening a connection comes on top, bounded by connect_timeout per host),
 so an overloaded database turns into TEMP and TIMEOUT answers within that time
-instead of an unbounded queue.
+instead of an unbounded queue. The pool keeps a moving average of how long a
+query takes: a lookup whose place in the queue cannot be reached in its time is
+refused at once, and one that got its connection too late to run a query runs
+none, so that under overload the lookups that can be served are, the rest are
+answered TEMP early, and the database does not run queries that will be cut.
 
 What happens to a connection after a lookup depends only on the type of the
 error its driver translated (sockmapd.backends.errors): a query error leaves it
@@ -38,17 +42,22 @@ from sockmapd.backends.errors import (
 
 log = logging.getLogger(__name__)
 
+# The weight of the newest query in the moving average of query times.
+_SMOOTHING = 0.1
+
 
 class Lease:
     """One checked-out connection; give it back with DriverPool.release."""
 
-    __slots__ = ("born", "conn", "opening")
+    __slots__ = ("born", "conn", "handed", "opening")
 
     def __init__(self, conn: Any, born: float, opening: float = 0.0) -> None:
         self.conn = conn
         self.born = born
         # Seconds spent opening it, until its first lookup takes them off its deadline.
         self.opening = opening
+        # When it was handed to a waiting lookup (the loop's clock), 0 otherwise.
+        self.handed = 0.0
 
 
 class DriverPool:
@@ -84,6 +93,11 @@ class DriverPool:
         self._draining = False
         # A hint (the option a database behind PgBouncer needs) is logged once per pool.
         self._hinted = False
+        # How long a lookup holds a connection here (seconds, a moving average of
+        # answered ones, from the hand-over of the connection to its return; 0 until
+        # one answered): what a lookup needs left of its time to be worth running,
+        # and how fast the queue for connections moves.
+        self._query_time = 0.0
 
     @property
     def size(self) -> int:
@@ -111,6 +125,15 @@ class DriverPool:
         return sum(1 for waiter in self._waiters if not waiter.done())
 
     @property
+    def query_time(self) -> float:
+        """Return the moving average of a lookup's hold on a connection, in seconds.
+
+        From the hand-over (or the start of its query) to the connection's return,
+        over answered queries; 0 before the first.
+        """
+        return self._query_time
+
+    @property
     def exhausted(self) -> bool:
         """Return True when every connection the pool may open is checked out."""
         return self._in_use >= self._limit
@@ -128,16 +151,26 @@ class DriverPool:
         # Opening a connection (failing over between hosts, each with its own
         # connect_timeout) does not eat the query's time.
         opening, lease.opening = lease.opening, 0.0
-        left = deadline + opening - asyncio.get_running_loop().time()
-        if left <= 0:
-            # The wait took the time: the query is not started.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        left = deadline + opening - started
+        if left <= self._query_time:
+            # The wait took the time: a query started now would most likely be cut,
+            # costing the database a query and a reconnect for nothing.
             self.release(lease)
-            raise PoolExhausted(f"database {self.name}: no time left within query_timeout")
+            raise PoolExhausted(
+                f"database {self.name}: no time left for a query within query_timeout"
+            )
         try:
             rows = await self.driver.fetch(lease.conn, sql, args, left)
         except BaseException as exc:
             self.release(lease, exc)
             raise
+        # Timed from the hand-over when it waited: the waiter's wake-up is part of
+        # what a connection takes per lookup, and of how fast the queue moves.
+        took = loop.time() - (lease.handed or started)
+        average = self._query_time
+        self._query_time = took if not average else average + (took - average) * _SMOOTHING
         self.release(lease)
         return rows
 
@@ -170,6 +203,7 @@ class DriverPool:
     def release(self, lease: Lease, failure: BaseException | None = None) -> None:
         """Give a connection back after a lookup that ended with failure (None: it answered)."""
         self._in_use -= 1
+        lease.handed = 0.0
         if isinstance(failure, DatabaseError) and failure.hint is not None:
             self._hint(failure.hint)
         if failure is not None and not (isinstance(failure, QueryFailed) and failure.reusable):
@@ -253,6 +287,19 @@ class DriverPool:
         return Lease(conn, self._clock(), loop.time() - began)
 
     async def _wait(self, deadline: float) -> Lease:
+        query_time = self._query_time
+        if query_time:
+            # Every connection frees up about once per query_time, so the queue
+            # ahead moves by `limit` lookups each time. A lookup that cannot be
+            # served within its time is told so now, not when its time is up.
+            ahead = len(self._waiters)
+            expected = (ahead // self._limit + 2) * query_time
+            if asyncio.get_running_loop().time() + expected > deadline:
+                raise PoolExhausted(
+                    f"database {self.name}: {ahead} lookups wait for a connection; "
+                    f"this one would not be served within query_timeout "
+                    f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
+                )
         waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -295,6 +342,8 @@ class DriverPool:
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
+                if item is not None:
+                    item.handed = waiter.get_loop().time()
                 waiter.set_result(item)
                 return True
         return False

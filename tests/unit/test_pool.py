@@ -36,6 +36,8 @@ class FakeConn:
         self.stopped = False
         # What the next fetch on this connection raises, as the real driver would.
         self.fails_with: BaseException | None = None
+        # How long each query on it takes.
+        self.query_time = 0.0
 
     @property
     def ended(self) -> bool:
@@ -59,7 +61,7 @@ class FakeDriver:
         self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float
     ) -> list[tuple[str]]:
         self.timeouts.append(query_timeout)
-        await asyncio.sleep(0)
+        await asyncio.sleep(conn.query_time)
         failure, conn.fails_with = conn.fails_with, None
         if failure is not None:
             raise self.translate(failure) from failure
@@ -827,7 +829,7 @@ def test_no_time_left_after_connecting_runs_no_query_and_keeps_the_connection() 
     async def scenario() -> None:
         pool, connector = make_pool(size=1)
         driver = cast(FakeDriver, pool.driver)
-        with pytest.raises(PoolExhausted, match="no time left within query_timeout"):
+        with pytest.raises(PoolExhausted, match="no time left for a query within query_timeout"):
             await pool.fetch("SELECT 1", (), later(-1.0))
         assert driver.timeouts == []
         (conn,) = connector.opened
@@ -854,5 +856,74 @@ def test_opening_a_connection_does_not_eat_the_query_time() -> None:
         # Only the first lookup on it: reused, the connection brings no extra time.
         assert await pool.fetch("SELECT 2", (), later(0.5)) == [("SELECT 2",)]
         assert 0 < driver.timeouts[-1] <= 0.5
+
+    run(scenario)
+
+
+def test_the_pool_learns_how_long_a_query_takes() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        assert pool.query_time == 0.0
+        lease = await pool.acquire(later())
+        lease.conn.query_time = 0.05
+        pool.release(lease)
+        await pool.fetch("SELECT 1", (), later())
+        first = pool.query_time
+        assert first >= 0.04
+        # A moving average: one quick query moves it a tenth of the way.
+        connector.opened[0].query_time = 0.0
+        await pool.fetch("SELECT 1", (), later())
+        assert 0.8 * first <= pool.query_time < first
+
+    run(scenario)
+
+
+def test_a_lookup_the_queue_cannot_serve_in_time_is_refused_at_once() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        driver = cast(FakeDriver, pool.driver)
+        lease = await pool.acquire(later())
+        lease.conn.query_time = 0.05
+        pool.release(lease)
+        await pool.fetch("SELECT 1", (), later())
+        held = await pool.acquire(later())
+        queued = [asyncio.create_task(pool.fetch("SELECT 2", (), later())) for _ in range(3)]
+        await settle()
+        ran = len(driver.timeouts)
+        # Three lookups ahead on one connection: about four queries' time before
+        # its own, more than the 0.1 s it has. It is told so without waiting.
+        with pytest.raises(PoolExhausted, match="3 lookups wait for a connection"):
+            await pool.fetch("SELECT 3", (), later(0.1))
+        assert pool.waiting == 3
+        assert len(driver.timeouts) == ran
+        # With time enough it queues behind them.
+        patient = asyncio.create_task(pool.fetch("SELECT 4", (), later(10.0)))
+        pool.release(held)
+        assert await asyncio.gather(*queued, patient) == [[("SELECT 2",)]] * 3 + [[("SELECT 4",)]]
+
+    run(scenario)
+
+
+def test_a_connection_got_too_late_for_a_query_runs_none() -> None:
+    async def scenario() -> None:
+        pool, connector = make_pool(size=1)
+        driver = cast(FakeDriver, pool.driver)
+        lease = await pool.acquire(later())
+        lease.conn.query_time = 0.05
+        pool.release(lease)
+        await pool.fetch("SELECT 1", (), later())
+        held = await pool.acquire(later())
+        # Admitted: nothing ahead, two queries' time fits in 0.2 s.
+        waiting = asyncio.create_task(pool.fetch("SELECT 2", (), later(0.2)))
+        await asyncio.sleep(0.18)
+        ran = len(driver.timeouts)
+        pool.release(held)
+        # The connection came with less time left than a query takes.
+        with pytest.raises(PoolExhausted, match="no time left for a query"):
+            await waiting
+        assert len(driver.timeouts) == ran
+        (conn,) = connector.opened
+        assert not conn.ended  # no query was cut on it: it stays
+        assert pool.in_use == 0
 
     run(scenario)
