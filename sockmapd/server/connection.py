@@ -109,6 +109,8 @@ class SocketmapProtocol(asyncio.Protocol):
         # Requests for the lookup task, in order, with the time each arrived.
         self._lookups: deque[tuple[Pending, Request | None, float]] = deque()
         self._task: asyncio.Task[None] | None = None
+        # Which lookup task is the current one: a cancelled one ends after it.
+        self._runs = 0
         self._current: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -249,9 +251,10 @@ class SocketmapProtocol(asyncio.Protocol):
                 # (pause_writing) before the next reply is made.
                 transport.write(out)
         if self._lookups and self._task is None:
-            self._task = self._loop.create_task(self._look_up())
+            self._runs += 1
+            self._task = self._loop.create_task(self._look_up(self._runs))
 
-    async def _look_up(self) -> None:
+    async def _look_up(self, run: int) -> None:
         """Look up the queued requests one after the other, then end."""
         try:
             while self._lookups and not self._closed:
@@ -288,7 +291,7 @@ class SocketmapProtocol(asyncio.Protocol):
                 core.answer(pending.seq, data, self._loop.time())
                 self._after()
         finally:
-            if self._task is asyncio.current_task():
+            if self._runs == run:
                 self._task = None
 
     def _restart_lookups(self) -> None:
@@ -298,7 +301,8 @@ class SocketmapProtocol(asyncio.Protocol):
         if task is not None:
             task.cancel()
         if self._lookups and not self._closed:
-            self._task = self._loop.create_task(self._look_up())
+            self._runs += 1
+            self._task = self._loop.create_task(self._look_up(self._runs))
 
     def _after(self) -> None:
         """Carry out what the core decided: write, close, read or not, re-arm the deadline."""
