@@ -201,9 +201,11 @@ DESCRIPTIONS: dict[str, str] = {
         "Time allowed for one lookup: its wait for a free pooled connection (then `TEMP`), "
         "its queries (every key of a `search`, and the retry after a lost connection) share "
         "it, and a query still running when it is over answers `TIMEOUT`. So an overloaded "
-        "database answers within `query_timeout`, not later. Opening a connection is not "
-        "counted (`connect_timeout` bounds it, per host). It also bounds each statement of "
-        "`--check-config --connect`."
+        "database answers within `query_timeout`, not later; a lookup that cannot be "
+        "served in time from its place in the queue for a connection is answered `TEMP` "
+        "at once. "
+        "Opening a connection is not counted (`connect_timeout` bounds it, per host). It "
+        "also bounds each statement of `--check-config --connect`."
     ),
     "databases.pool_size": (
         "Connections kept open for lookups (for SQLite, one driver thread each). Lookups "
