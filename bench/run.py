@@ -35,7 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from bench import report
+from bench import overload, report
 from bench.common import (
     MAP_NAME,
     NOTFOUND,
@@ -87,9 +87,10 @@ class Options:
     extras: bool
     profile: bool
     keep_logs: bool
-    cached_entries: int
+    cached_entries: list[int]
     workers: list[int]
     baseline: Path | None
+    repeat: int = 3
 
 
 def log(message: str) -> None:
@@ -299,10 +300,24 @@ def run_loadgen(port: int, connections: int, opts: Options, procs: int, pid: int
     return result
 
 
+def median_point(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Return the run with the median req/s, with every run's summary and the spread."""
+    ordered = sorted(runs, key=lambda run: float(run["rps"]))
+    point = dict(ordered[(len(ordered) - 1) // 2])
+    point["runs"] = [
+        {k: run[k] for k in ("rps", "p50_ms", "p99_ms", "fairness", "failures", "wrong")}
+        for run in runs
+    ]
+    point["rps_spread"] = [ordered[0]["rps"], ordered[-1]["rps"]]
+    return point
+
+
 def point_line(name: str, point: dict[str, Any]) -> str:
     """Return a one-line summary of one measured point."""
+    spread = point.get("rps_spread")
+    runs = f" (runs {spread[0]:.0f}..{spread[1]:.0f})" if spread and len(point["runs"]) > 1 else ""
     return (
-        f"{name} c={point['connections']}: {point['rps']:.0f} req/s, "
+        f"{name} c={point['connections']}: {point['rps']:.0f} req/s{runs}, "
         f"p50 {point['p50_ms'] or 0:.2f} ms, p99 {point['p99_ms'] or 0:.2f} ms, "
         f"wrong {point['wrong']}, failures {point['failures']}, fairness {point['fairness']:.2f}"
     )
@@ -408,11 +423,17 @@ class Bench:
                     entry["prewarm"] = warm
                 for count in connections or self.opts.connections:
                     opened = db_connections() if db_connections else 0
-                    point = run_loadgen(
-                        server.port, count, self.opts, self.procs[count], server.pid
+                    point = median_point(
+                        [
+                            run_loadgen(
+                                server.port, count, self.opts, self.procs[count], server.pid
+                            )
+                            for _ in range(self.opts.repeat)
+                        ]
                     )
                     if db_connections:
-                        # New database connections during the point: pool churn shows here.
+                        # New database connections during the point's runs: pool churn
+                        # shows here.
                         point["db_connections_opened"] = db_connections() - opened
                     entry["points"].append(point)
                     log(point_line(scenario, point))
@@ -477,7 +498,8 @@ class Bench:
         sqlite = make_sqlite(self.workdir / "bench.sqlite3")
         servers: dict[str, Backend] = {}
         for kind, url in (("mariadb", self.opts.mysql_url), ("postgresql", self.opts.pg_url)):
-            if not any(self.wanted(s) for s in (f"sockmapd-{kind}", f"ceiling-{kind}")):
+            uses = (f"sockmapd-{kind}", f"ceiling-{kind}", *(["overload"] * (kind == "mariadb")))
+            if not any(self.wanted(s) for s in uses):
                 continue
             try:
                 servers[kind] = create_server_backend(kind, url)
@@ -527,6 +549,8 @@ class Bench:
                 [b for b in (sqlite, servers.get("mariadb"), servers.get("postgresql")) if b],
                 cache if refused is None else None,
             )
+            if servers.get("mariadb") is not None and self.wanted("overload"):
+                self.overload(servers["mariadb"])
             self.measure(
                 "sockmapd-sqlite-info",
                 "sockmapd, cache off, sqlite, log level info (one line per request)",
@@ -549,6 +573,34 @@ class Bench:
                     log(f"{kind}: cannot drop the database: {exc}")
         self.results["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.results["load_average_at_end"] = os.getloadavg()[0]
+
+    def overload(self, mariadb: Backend) -> None:
+        """Far more lookups than MariaDB can serve within query_timeout (bench.overload)."""
+        log(
+            f"overload: {overload.OVERLOAD_CONNECTIONS} connections, {overload.POOL} database "
+            "connections, a slow query"
+        )
+        port = free_port()
+        config = overload.overload_config(
+            self.workdir / "overload.toml", port, mariadb.sockmapd_url
+        )
+        try:
+            server = Server("overload", sockmapd_argv(config), port, self.workdir / "overload.log")
+            with running(server):
+                runs = [
+                    run_loadgen(port, overload.OVERLOAD_CONNECTIONS, self.opts, 1, server.pid)
+                    for _ in range(self.opts.repeat)
+                ]
+            result = overload.summarise(runs)
+            answers = result["median"]["answers"]
+            log(
+                f"overload: median p99 {answers['p99_ms']:.1f} ms, p50 {answers['p50_ms']:.1f} "
+                f"ms, shares {answers['shares']}, stuck {result['stuck']}"
+            )
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, TimeoutError) as exc:
+            result = {"error": str(exc)[-1500:]}
+            log(f"overload: FAILED: {exc}")
+        self.results["overload"] = result
 
     def measure_workers(
         self, backends: Sequence[Backend], cache: Mapping[str, float] | None
@@ -670,34 +722,46 @@ class Bench:
                 sock.close()
 
     def memory_cached(self) -> None:
-        """RSS of sockmapd with --cached-entries distinct answers in its cache."""
-        cache = {
-            "cache_ttl": 3600,
-            "negative_cache_ttl": 3600,
-            "cache_size": 2 * self.opts.cached_entries,
-        }
-        big = make_sqlite(self.workdir / "bench-big.sqlite3", self.opts.cached_entries)
+        """RSS of sockmapd as its cache fills up to each of --cached-entries distinct answers."""
+        checkpoints = self.opts.cached_entries
+        most = checkpoints[-1]
+        cache = {"cache_ttl": 3600, "negative_cache_ttl": 3600, "cache_size": 2 * most}
+        big = make_sqlite(self.workdir / "bench-big.sqlite3", most)
         refused = self.cache_settings(big.sockmapd_url, cache)
-        entry: dict[str, Any] = {"entries": self.opts.cached_entries}
+        entry: dict[str, Any] = {"entries": most, "checkpoints": []}
         self.results["memory_cached"] = entry
         if refused is not None:
             entry["skipped"] = f"sockmapd refuses the cache options: {refused}"
             log(f"memory cached: skipped: {refused}")
             return
-        log(f"memory: sockmapd with {self.opts.cached_entries} cached answers")
+        log(f"memory: sockmapd with up to {most} cached answers")
         try:
             with running(self.sockmapd("sockmapd-cached", big.sockmapd_url, cache=cache)) as server:
                 ask(server.port, found_key(0))
                 entry["rss_mb_start"] = rss_bytes(server.pid) / 2**20
-                keys = [found_key(i) for i in range(self.opts.cached_entries)]
+                warm = {"answered": 0, "wrong": 0}
                 started = time.perf_counter()
-                entry["warm"] = asyncio.run(pipeline(server.port, keys, 10))
+                filled = 0
+                for count in checkpoints:
+                    keys = [found_key(i) for i in range(filled, count)]
+                    got = asyncio.run(pipeline(server.port, keys, 10))
+                    warm = {k: warm[k] + got[k] for k in warm}
+                    filled = count
+                    rss = rss_bytes(server.pid) / 2**20
+                    entry["checkpoints"].append(
+                        {
+                            "entries": count,
+                            "rss_mb": rss,
+                            "per_entry_bytes": (rss - entry["rss_mb_start"]) * 2**20 / count,
+                        }
+                    )
+                entry["warm"] = warm
                 entry["warm_seconds"] = time.perf_counter() - started
-                entry["rss_mb"] = rss_bytes(server.pid) / 2**20
-                entry["per_entry_bytes"] = (
-                    (entry["rss_mb"] - entry["rss_mb_start"]) * 2**20 / self.opts.cached_entries
-                )
+                last = entry["checkpoints"][-1]
+                entry["rss_mb"] = last["rss_mb"]
+                entry["per_entry_bytes"] = last["per_entry_bytes"]
                 # Asked again, every key must now come from the cache: time a second pass.
+                keys = [found_key(i) for i in range(most)]
                 started = time.perf_counter()
                 entry["second_pass"] = asyncio.run(pipeline(server.port, keys, 10))
                 entry["second_pass_seconds"] = time.perf_counter() - started
@@ -970,7 +1034,15 @@ def parse_args(argv: list[str] | None) -> Options:
         "SQLite cache off at the reference connection count",
     )
     parser.add_argument(
-        "--cached-entries", type=int, default=100_000, help="answers cached for the memory check"
+        "--cached-entries",
+        default="100000,1000000",
+        help="comma-separated counts of cached answers at which the memory check reads RSS",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of every point; the point reported is the run with the median req/s",
     )
     parser.add_argument(
         "--baseline",
@@ -992,9 +1064,10 @@ def parse_args(argv: list[str] | None) -> Options:
         extras=not args.no_extras,
         profile=not args.no_profile,
         keep_logs=args.keep_logs,
-        cached_entries=args.cached_entries,
+        cached_entries=sorted(int(n) for n in args.cached_entries.split(",") if n.strip()),
         workers=[int(w) for w in args.workers.split(",") if w.strip()],
         baseline=None if str(args.baseline) == "none" else args.baseline,
+        repeat=max(1, args.repeat),
     )
 
 
