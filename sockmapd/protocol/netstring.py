@@ -96,6 +96,16 @@ class NetstringDecoder:
         if self._error is not None:
             self._error.frames = []
             raise self._error.with_traceback(None)
+        if self._length < 0 and not self._buf:
+            # Fast path: the chunk is exactly one whole, valid frame, as when a client
+            # sends one request at a time (Postfix does). Anything else is read below.
+            colon = data.find(b":", 0, self._max_digits + 1)
+            if colon > 0 and data[-1] == _COMMA:
+                digits = data[:colon]
+                if digits.isdigit() and (colon == 1 or data[0] != _ZERO):
+                    length = int(digits)
+                    if colon + length + 2 == len(data) and length <= self._max_payload:
+                        return [data[colon + 1 : -1]]
         frames: list[bytes] = []
         try:
             self._feed(data, frames)

@@ -324,7 +324,10 @@ class SocketmapProtocol(asyncio.Protocol):
                 transport.resume_reading()
             else:
                 transport.pause_reading()
-        self._arm(core.deadline)
+        deadline = core.deadline
+        at = self._timer_at
+        if deadline is None or at is None or deadline < at:
+            self._arm(deadline)
 
     def _close(self, reason: CloseReason) -> None:
         core = self._core
