@@ -112,7 +112,7 @@ class MapLookup:
             cached = cache.get(key)
             if cached is not None:
                 return answered(decode_frame(cached))
-        return self._flights.run(key, self._resolve, key, parts)
+        return self._resolve(key, parts)
 
     def clear_cache(self) -> int:
         """Forget every cached answer of this map and return how many there were."""
@@ -129,31 +129,51 @@ class MapLookup:
         return self._flights.running
 
     async def _resolve(self, key: str, parts: KeyParts) -> Reply:
+        """Look key up once for every concurrent caller, in one coroutine frame.
+
+        Every frame of an await chain is walked again at each suspension of the
+        query below it, so single-flight's bookkeeping lives here, not in a frame
+        of its own around the query.
+        """
+        flights = self._flights
+        while (followers := flights.lead(key)) is None:
+            shared = await flights.follow(key)
+            if shared is not None:
+                return shared
         cache = self._cache
         generation = 0 if cache is None else cache.generation
         query = self._query
+        reply: Reply | None = None
         try:
-            # One deadline for the whole lookup: its waits, its queries and a retry
-            # share query_timeout, so that an overloaded database answers in that time.
-            deadline = asyncio.get_running_loop().time() + self._timeout
-            reply = NOTFOUND_REPLY
-            for candidate in self._policy.candidates(parts):
-                args = query.arguments(candidate)
-                if args is None:
-                    continue  # Postfix suppresses this query: not found
-                reply = await query.fetch(args, candidate, deadline)
-                # The first answer that is not "not found" ends the search. A TEMP or
-                # TIMEOUT must not fall through to a wider key: the narrower key might
-                # exist, and a catch-all answer in its place could misroute mail.
-                if reply.status is not Status.NOTFOUND:
-                    break
-        except Exception:
-            # Nobody may be waiting any more: log here, or the error is lost.
-            log.exception("map %s: lookup failed unexpectedly", self.name)
-            return _INTERNAL_ERROR
-        if cache is None:
+            try:
+                # One deadline for the whole lookup: its waits, its queries and a retry
+                # share query_timeout, so that an overloaded database answers in that time.
+                deadline = asyncio.get_running_loop().time() + self._timeout
+                found = NOTFOUND_REPLY
+                for candidate in self._policy.candidates(parts):
+                    args = query.arguments(candidate)
+                    if args is None:
+                        continue  # Postfix suppresses this query: not found
+                    found = await query.fetch(args, candidate, deadline)
+                    # The first answer that is not "not found" ends the search. A TEMP or
+                    # TIMEOUT must not fall through to a wider key: the narrower key might
+                    # exist, and a catch-all answer in its place could misroute mail.
+                    if found.status is not Status.NOTFOUND:
+                        break
+            except Exception:
+                # Nobody may be waiting any more: log here, or the error is lost.
+                log.exception("map %s: lookup failed unexpectedly", self.name)
+                found = _INTERNAL_ERROR
+            reply = found if cache is None else self._remember(cache, key, found, generation)
             return reply
+        finally:
+            # None (cancelled) sends every follower round again.
+            flights.land(key, followers, reply)
+
+    def _remember(self, cache: ReplyCache, key: str, reply: Reply, generation: int) -> Reply:
+        """Cache a found or not-found reply; for a database failure, a stale answer if kept."""
         status = reply.status
+        query = self._query
         if status is Status.OK or status is Status.NOTFOUND:
             cache.put(key, reply, generation)
         elif self._serve_stale and (reply is query.unavailable or reply is query.timed_out):
