@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import struct
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from sockmapd.protocol import NOTFOUND_FRAME, Reply, Status, decode_frame, encode_reply
+from sockmapd.protocol import NOTFOUND_FRAME, Reply, Status, decode_frame
 
 # An entry is the time it was stored (a double) followed by the reply's frame, as
 # it goes on the wire: a hit is answered without encoding, and an entry costs one
@@ -133,7 +132,7 @@ class ReplyCache:
             self._entries.pop(key, None)
             return
         # One bytes object per entry: when it was stored, then the frame to send.
-        self._entries[key] = _STAMP.pack(self._clock()) + encode_reply(reply, sys.maxsize)
+        self._entries[key] = _STAMP.pack(self._clock()) + reply.frame()
         self._entries.move_to_end(key)
         if len(self._entries) > self._max_size:
             self._entries.popitem(last=False)

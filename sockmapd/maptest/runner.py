@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,6 @@ from sockmapd.protocol import (
     Request,
     Status,
     decode_frame,
-    encode_reply,
     frame_payload_size,
 )
 from sockmapd.server.connection import INTERNAL_ERROR, REPLY_TOO_LARGE_FRAME
@@ -88,7 +86,7 @@ async def _answer(
         return INTERNAL_ERROR
     # What the MTA reads: the frame the server sends (a reason's control characters are
     # spaces), replaced as the server replaces it when it exceeds max_reply_bytes.
-    frame = encode_reply(reply, sys.maxsize)
+    frame = reply.frame()
     if frame_payload_size(frame) > config.server.max_reply_bytes:
         frame = REPLY_TOO_LARGE_FRAME
     return decode_frame(frame)

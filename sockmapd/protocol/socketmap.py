@@ -134,6 +134,14 @@ class Reply:
         reason = self.text.translate(_CONTROL_TO_SPACE)
         return _PREFIX[self.status] + reason.encode("utf-8", "replace")
 
+    def frame(self) -> bytes:
+        """Return the payload framed as a netstring, whatever its size (see encode_reply)."""
+        if self.status is Status.OK:
+            # The most common answer of a lookup, framed in one step.
+            data = self.text.encode("utf-8")
+            return b"%d:OK %b," % (len(data) + 3, data)
+        return encode_netstring(self.payload())
+
 
 NOTFOUND_REPLY = Reply.notfound()
 

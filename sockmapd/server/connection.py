@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
@@ -404,7 +403,7 @@ class SocketmapProtocol(asyncio.Protocol):
 
     def _finish(self, payload: bytes, reply: Reply, map_name: str | None, started: float) -> bytes:
         """Encode reply, count and log it; return the bytes to send."""
-        return self._send(payload, encode_reply(reply, sys.maxsize), map_name, started)
+        return self._send(payload, reply.frame(), map_name, started)
 
     def _send(self, payload: bytes, frame: bytes, map_name: str | None, started: float) -> bytes:
         """Count and log the reply frame; return the bytes to send (TEMP if it is too large)."""

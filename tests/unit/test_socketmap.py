@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sockmapd.protocol.netstring import NetstringDecoder
+from sockmapd.protocol.netstring import NetstringDecoder, encode_netstring
 from sockmapd.protocol.socketmap import (
     NOTFOUND_REPLY,
     MalformedRequest,
@@ -302,3 +302,19 @@ def test_frame_helpers_read_back_what_encode_reply_wrote(reply: Reply) -> None:
     assert frame_status(frame) is reply.status
     assert frame_payload_size(frame) == len(reply.payload())
     assert decode_frame(frame) == reply
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply.ok("example.com/user1/"),
+        Reply.ok("ünïcode,ok"),
+        NOTFOUND_REPLY,
+        Reply.temp("database down\r\nfake: line"),
+        Reply.timeout("slow"),
+        Reply.perm("bad request"),
+    ],
+)
+def test_a_replys_frame_is_its_payload_as_a_netstring(reply: Reply) -> None:
+    assert reply.frame() == encode_netstring(reply.payload())
+    assert reply.frame() == encode_reply(reply, 10**9)
