@@ -8,7 +8,7 @@ from sockmapd.backends import Databases
 from sockmapd.config import Config
 from sockmapd.lookup.maps import MapLookup, answered
 from sockmapd.lookup.recorder import DatabaseRecorder
-from sockmapd.protocol import Reply, Request, encode_reply
+from sockmapd.protocol import Reply, Request
 
 
 class Router:
@@ -22,18 +22,15 @@ class Router:
         """Return the configured map names."""
         return list(self._maps)
 
-    def answer_now(self, request: Request) -> bytes | None:
-        """Return the reply's frame if known without waiting for a database, else None."""
-        lookup = self._maps.get(request.map_name)
-        if lookup is None:
-            return encode_reply(_unknown_map(request.map_name))
-        return lookup.answer_now(request.key)
+    def find(self, map_name: str) -> MapLookup | None:
+        """Return the map called map_name, or None when there is none."""
+        return self._maps.get(map_name)
 
     def answer(self, request: Request) -> Awaitable[Reply]:
         """Return the reply for one request; an unknown map is TEMP, as a config error."""
         lookup = self._maps.get(request.map_name)
         if lookup is None:
-            return answered(_unknown_map(request.map_name))
+            return answered(unknown_map(request.map_name))
         # The map's own coroutine, not one more frame around it.
         return lookup.lookup(request.key)
 
@@ -49,7 +46,8 @@ class Router:
                 yield name, cache.hits, cache.misses, len(cache)
 
 
-def _unknown_map(map_name: str) -> Reply:
+def unknown_map(map_name: str) -> Reply:
+    """Return the answer to a request for a map that is not configured (TEMP)."""
     # The name comes from the client: cap what of it is echoed back.
     name = map_name[:64]
     return Reply.temp(f"unknown map {name!r}, check the sockmapd configuration")

@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 from sockmapd.config import ServerConfig
 from sockmapd.logs import log_request as _log_request
 from sockmapd.logs import requests_logged
-from sockmapd.lookup import Router
+from sockmapd.lookup import MapLookup, Router, unknown_map
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.protocol import (
     MalformedRequest,
@@ -106,7 +106,9 @@ class SocketmapProtocol(asyncio.Protocol):
         self._request_timeout = settings.request_timeout
         self._metrics = service.metrics
         # Requests for the lookup task, in order, with the time each arrived.
-        self._lookups: deque[tuple[Pending, Request | None, float]] = deque()
+        # A request parsed in data_received comes with its map (None: a map of the
+        # router current when it is looked up).
+        self._lookups: deque[tuple[Pending, Request | None, MapLookup | None, float]] = deque()
         self._task: asyncio.Task[None] | None = None
         # Which lookup task is the current one: a cancelled one ends after it.
         self._runs = 0
@@ -222,7 +224,7 @@ class SocketmapProtocol(asyncio.Protocol):
             if self._write_paused:
                 # The client does not read: the rest waits in the task, which
                 # waits for the client, so unread replies cannot pile up.
-                self._lookups.append((pending, None, started))
+                self._lookups.append((pending, None, None, started))
                 continue
             try:
                 request = parse_request(pending.payload)
@@ -232,13 +234,18 @@ class SocketmapProtocol(asyncio.Protocol):
                 data = self._finish(pending.payload, Reply.perm(exc.reason), None, started)
                 core.answer(pending.seq, data, now)
                 continue
+            lookup = router.find(request.map_name)
             try:
-                frame = router.answer_now(request)
+                frame = (
+                    unknown_map(request.map_name).frame()
+                    if lookup is None
+                    else lookup.answer_now(request.key)
+                )
             except Exception:
                 conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
                 frame = INTERNAL_ERROR_FRAME
             if frame is None:
-                self._lookups.append((pending, request, started))
+                self._lookups.append((pending, request, lookup, started))
                 continue
             data = self._send(pending.payload, frame, request.map_name, started)
             # A later request answered from the cache waits in the core behind
@@ -262,14 +269,18 @@ class SocketmapProtocol(asyncio.Protocol):
                     await self._writable
                 if self._closed:
                     return
-                pending, request, started = self._lookups[0]
+                pending, request, lookup, started = self._lookups[0]
                 self._current = pending.seq
                 map_name: str | None = None
                 try:
                     if request is None:
                         request = parse_request(pending.payload)
                     map_name = request.map_name
-                    reply = await self._service.router.answer(request)
+                    reply = await (
+                        self._service.router.answer(request)
+                        if lookup is None
+                        else lookup.lookup(request.key)
+                    )
                 except MalformedRequest as exc:
                     if self._metrics is not None:
                         self._metrics.protocol_error(exc.kind)
@@ -389,7 +400,7 @@ class SocketmapProtocol(asyncio.Protocol):
         seqs = {pending.seq for pending in expired}
         timeout = self._request_timeout
         reply = Reply.timeout(f"lookup did not finish within {timeout:g}s")
-        started = {p.seq: s for p, _, s in self._lookups}
+        started = {p.seq: s for p, _, _, s in self._lookups}
         for pending in expired:
             began = started.get(pending.seq, perf_counter() - timeout)
             map_name = pending.payload.partition(b" ")[0].decode("utf-8", errors="replace")
