@@ -212,18 +212,10 @@ class MysqlDriver:
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
-        watchdog = self._watchdog
-        watch = watchdog.start(query_timeout)
-        try:
+        with self._watchdog.start(query_timeout):
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, args)
                 rows: Rows = await cursor.fetchall()
-        except BaseException as exc:
-            error = watchdog.failed(watch, exc)
-            if error is None:
-                raise
-            raise error from exc
-        watchdog.finish(watch)
         return rows
 
     async def close(self, conn: Any) -> None:
@@ -311,16 +303,8 @@ class SqliteDriver:
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
-        watchdog = self._watchdog
-        watch = watchdog.start(query_timeout)
-        try:
+        with self._watchdog.start(query_timeout):
             rows: Rows = await conn.execute_fetchall(sql, args)
-        except BaseException as exc:
-            error = watchdog.failed(watch, exc)
-            if error is None:
-                raise
-            raise error from exc
-        watchdog.finish(watch)
         return rows
 
     async def close(self, conn: Any) -> None:

@@ -26,16 +26,32 @@ _RESOLUTION = 0.001
 
 
 class Watch:
-    """One query being watched: its task, when it must end, and whether it was cut."""
+    """One query being watched: its task, when it must end, and whether it was cut.
 
-    __slots__ = ("cancelling", "due", "expired", "task")
+    A context manager around the query: it leaves as what the watchdog says the
+    query's end means (its answer, a QueryTimeout, a translated error, a cancel).
+    """
 
-    def __init__(self, task: asyncio.Task[object], due: float) -> None:
+    __slots__ = ("cancelling", "due", "expired", "task", "watchdog")
+
+    def __init__(self, watchdog: Watchdog, task: asyncio.Task[object], due: float) -> None:
+        self.watchdog = watchdog
         self.task = task
         self.due = due
         # Cancels already asked of the task, so that ours is told apart from theirs.
         self.cancelling = task.cancelling()
         self.expired = False
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is None:
+            self.watchdog.finish(self)
+            return
+        error = self.watchdog.failed(self, exc)
+        if error is not None:
+            raise error from exc
 
 
 class Watchdog:
@@ -63,13 +79,17 @@ class Watchdog:
         return None if self._timer is None else self._at
 
     def start(self, seconds: float) -> Watch:
-        """Watch the current task's query, which must end within seconds."""
+        """Watch the current task's query, which must end within seconds.
+
+        Use the result as a context manager around the query:
+        ``with watchdog.start(seconds): rows = await ...``.
+        """
         task = asyncio.current_task()
         assert task is not None
         loop = self._loop
         if loop is None:
             loop = self._loop = task.get_loop()
-        watch = Watch(task, loop.time() + seconds)
+        watch = Watch(self, task, loop.time() + seconds)
         self._running.add(watch)
         if watch.due < self._at:
             self._arm(watch.due)

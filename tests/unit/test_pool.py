@@ -860,6 +860,14 @@ def test_opening_a_connection_does_not_eat_the_query_time() -> None:
     run(scenario)
 
 
+async def learn_query_time(pool: DriverPool, seconds: float) -> None:
+    """Have the pool's one connection take seconds per query, and run one."""
+    lease = await pool.acquire(later())
+    lease.conn.query_time = seconds
+    pool.release(lease)
+    await pool.fetch("SELECT 1", (), later())
+
+
 def test_the_pool_learns_how_long_a_query_takes() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1)
@@ -882,10 +890,7 @@ def test_a_lookup_the_queue_cannot_serve_in_time_is_refused_at_once() -> None:
     async def scenario() -> None:
         pool, _ = make_pool(size=1)
         driver = cast(FakeDriver, pool.driver)
-        lease = await pool.acquire(later())
-        lease.conn.query_time = 0.05
-        pool.release(lease)
-        await pool.fetch("SELECT 1", (), later())
+        await learn_query_time(pool, 0.05)
         held = await pool.acquire(later())
         queued = [asyncio.create_task(pool.fetch("SELECT 2", (), later())) for _ in range(3)]
         await settle()
@@ -908,10 +913,7 @@ def test_a_connection_got_too_late_for_a_query_runs_none() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1)
         driver = cast(FakeDriver, pool.driver)
-        lease = await pool.acquire(later())
-        lease.conn.query_time = 0.05
-        pool.release(lease)
-        await pool.fetch("SELECT 1", (), later())
+        await learn_query_time(pool, 0.05)
         held = await pool.acquire(later())
         # Admitted: nothing ahead, two queries' time fits in 0.2 s.
         waiting = asyncio.create_task(pool.fetch("SELECT 2", (), later(0.2)))

@@ -17,16 +17,8 @@ def translate(exc: BaseException) -> DatabaseError:
 
 async def query(watchdog: Watchdog, seconds: float, work: Callable[[], Awaitable[str]]) -> str:
     """Run work as a driver runs a query under the watchdog."""
-    watch = watchdog.start(seconds)
-    try:
-        result = await work()
-    except BaseException as exc:
-        error = watchdog.failed(watch, exc)
-        if error is None:
-            raise
-        raise error from exc
-    watchdog.finish(watch)
-    return result
+    with watchdog.start(seconds):
+        return await work()
 
 
 def forever() -> Awaitable[str]:
