@@ -93,6 +93,8 @@ class DriverPool:
         self._draining = False
         # A hint (the option a database behind PgBouncer needs) is logged once per pool.
         self._hinted = False
+        # The event loop the lookups run on, once one has run.
+        self._loop: asyncio.AbstractEventLoop | None = None
         # How long a lookup holds a connection here (seconds, a moving average of
         # answered ones, from the hand-over of the connection to its return; 0 until
         # one answered): what a lookup needs left of its time to be worth running,
@@ -151,7 +153,11 @@ class DriverPool:
         # Opening a connection (failing over between hosts, each with its own
         # connect_timeout) does not eat the query's time.
         opening, lease.opening = lease.opening, 0.0
-        loop = asyncio.get_running_loop()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            # Looked up once: asking for the running loop asks the OS for the
+            # process id (Python 3.11), and this is every lookup.
+            loop = self._loop = asyncio.get_running_loop()
         started = loop.time()
         left = deadline + opening - started
         if left <= self._query_time:

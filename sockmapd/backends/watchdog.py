@@ -84,11 +84,15 @@ class Watchdog:
         Use the result as a context manager around the query:
         ``with watchdog.start(seconds): rows = await ...``.
         """
-        task = asyncio.current_task()
-        assert task is not None
         loop = self._loop
-        if loop is None:
-            loop = self._loop = task.get_loop()
+        if loop is None or loop.is_closed():
+            # Looked up once: asking for the running loop asks the OS for the
+            # process id (Python 3.11), and this is every query.
+            loop = self._loop = asyncio.get_running_loop()
+            self._timer = None
+            self._at = math.inf
+        task = asyncio.current_task(loop)
+        assert task is not None
         watch = Watch(self, task, loop.time() + seconds)
         self._running.add(watch)
         if watch.due < self._at:

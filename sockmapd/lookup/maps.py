@@ -35,6 +35,7 @@ class MapLookup:
     __slots__ = (
         "_cache",
         "_flights",
+        "_loop",
         "_plain",
         "_policy",
         "_query",
@@ -74,6 +75,8 @@ class MapLookup:
         )
         self._serve_stale = config.stale_ttl > 0
         self._timeout = self._query.timeout
+        # The event loop the lookups run on, once one has run.
+        self._loop: asyncio.AbstractEventLoop | None = None
         # A second request for a key being looked up waits for the first one's query.
         self._flights = SingleFlight()
 
@@ -148,7 +151,12 @@ class MapLookup:
             try:
                 # One deadline for the whole lookup: its waits, its queries and a retry
                 # share query_timeout, so that an overloaded database answers in that time.
-                deadline = asyncio.get_running_loop().time() + self._timeout
+                loop = self._loop
+                if loop is None or loop.is_closed():
+                    # Looked up once: asking for the running loop asks the OS for
+                    # the process id (Python 3.11), and this is every lookup.
+                    loop = self._loop = asyncio.get_running_loop()
+                deadline = loop.time() + self._timeout
                 found = NOTFOUND_REPLY
                 for candidate in self._policy.candidates(parts):
                     args = query.arguments(candidate)
