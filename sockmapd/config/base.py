@@ -60,3 +60,13 @@ def reject_duplicates(values: _ListT, what: str = "entry") -> _ListT:
             raise ValueError(f"duplicate {what} {item!r}")
         seen.add(item)
     return values
+
+
+def must_be_defined(kind: str, value: str, defined: frozenset[str] | None) -> str:
+    """Return value if it names one of defined (None: not known here), else raise ValueError."""
+    if defined is None or value in defined:
+        return value
+    if defined:
+        listed = ", ".join(repr(name) for name in sorted(defined))
+        raise ValueError(f"{kind} {value!r} is not defined; defined {kind}s: {listed}")
+    raise ValueError(f"{kind} {value!r} is not defined; no {kind}s are defined")

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, ValidatorFunctionWrapHandler, field_validator
 
-from sockmapd.config.base import Model
+from sockmapd.config.base import Model, must_be_defined
 
 # Reply words, as the server sends them (sockmapd.protocol.Status).
 STATUS_WORDS = ("OK", "NOTFOUND", "TEMP", "TIMEOUT", "PERM")
@@ -86,13 +86,7 @@ class MapTest(Model):
     @field_validator("map")
     @classmethod
     def _map_defined(cls, value: str) -> str:
-        defined = defined_maps.get()
-        if defined is None or value in defined:
-            return value
-        if defined:
-            listed = ", ".join(repr(name) for name in sorted(defined))
-            raise ValueError(f"map {value!r} is not defined; defined maps: {listed}")
-        raise ValueError(f"map {value!r} is not defined; no maps are defined")
+        return must_be_defined("map", value, defined_maps.get())
 
     def matches(self, reply: str) -> bool:
         """Return True if reply is what this test expects."""

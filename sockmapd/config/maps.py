@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from sockmapd.config.base import Model, reject_duplicates, resolve_path
+from sockmapd.config.base import Model, must_be_defined, reject_duplicates, resolve_path
 from sockmapd.config.expansions import (
     RESULT_CODES,
     SEARCH_CODES,
@@ -221,13 +221,7 @@ class MapConfig(Model):
     @field_validator("database")
     @classmethod
     def _database_defined(cls, value: str) -> str:
-        defined = defined_databases.get()
-        if defined is None or value in defined:
-            return value
-        if defined:
-            listed = ", ".join(repr(name) for name in sorted(defined))
-            raise ValueError(f"database {value!r} is not defined; defined databases: {listed}")
-        raise ValueError(f"database {value!r} is not defined; no databases are defined")
+        return must_be_defined("database", value, defined_databases.get())
 
     @field_validator("table")
     @classmethod

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 import tomli_w
-from sqlalchemy.engine import make_url
 
 from tests.integration.conftest import postmap_binary
 from tests.integration.daemon import Daemon, SocketmapClient, free_port
 from tests.integration.databases import Database
+from tests.integration.postmap import connection_lines
 
 STORED = "user1@example.com"
 FOUND = b"OK u1"
@@ -59,17 +59,7 @@ def _table(db: Database, name: str) -> None:
 
 
 def _cf(db: Database) -> str:
-    url = make_url(db.url)
-    prefix, port = ("inet:", 3306) if db.name == "mariadb" else ("", 5432)
-    lines = [
-        f"hosts = {prefix}{url.host}:{url.port or port}",
-        f"user = {url.username}",
-        f"dbname = {url.database}",
-        f"query = {QUERY}",
-    ]
-    if url.password:
-        lines.append(f"password = {url.password}")
-    return "\n".join(lines) + "\n"
+    return connection_lines(db) + f"query = {QUERY}\n"
 
 
 def _import(files: dict[str, tuple[str, Path]]) -> dict[str, Any]:
