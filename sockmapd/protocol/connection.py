@@ -89,16 +89,24 @@ class ConnectionCore:
         "_error_answered",
         "_head_since",
         "_idle_since",
-        "_limits",
+        "_idle_timeout",
+        "_max_buffered",
+        "_max_pending",
         "_next_seq",
-        "_out",
         "_partial_since",
+        "_request_timeout",
         "_stopping",
+        "_taking",
         "_unanswered",
+        "outbox",
     )
 
     def __init__(self, limits: Limits, now: float) -> None:
-        self._limits = limits
+        # Read on every request: kept here rather than looked up on limits each time.
+        self._request_timeout = limits.request_timeout
+        self._idle_timeout = limits.idle_timeout
+        self._max_pending = limits.max_pending
+        self._max_buffered = limits.max_buffered
         self._decoder = NetstringDecoder(limits.max_request_bytes)
         # Requests in order, oldest first, until their reply is released.
         self._unanswered: deque[Pending] = deque()
@@ -106,7 +114,9 @@ class ConnectionCore:
         self._answers: dict[int, bytes] = {}
         self._buffered = 0
         self._next_seq = 0
-        self._out: list[bytes] = []
+        # Replies ready to be written, in order: true when there is something to
+        # write; the caller takes them with data_to_send().
+        self.outbox: list[bytes] = []
         self._idle_since = now
         self._head_since = now
         self._partial_since: float | None = None
@@ -116,6 +126,9 @@ class ConnectionCore:
         self._eof = False
         self._stopping = False
         self._close: CloseReason | None = None
+        # False once the client's end, a frame error, a stop or a close was seen:
+        # bytes from the client are no longer taken.
+        self._taking = True
 
     # -- what the caller reads -------------------------------------------------
 
@@ -137,38 +150,45 @@ class ConnectionCore:
     @property
     def want_read(self) -> bool:
         """False while the caller should not read: too much unanswered, a stalled send, or over."""
-        return (
-            self._close is None
-            and self._error is None
-            and not self._eof
-            and not self._stopping
-            and self._blocked_since is None
-            and len(self._unanswered) < self._limits.max_pending
-            and self._buffered < self._limits.max_buffered
-        )
+        return self.outlook()[1]
 
     @property
     def deadline(self) -> float | None:
         """When the next deadline passes (call expire() then), or None once closed."""
-        if self._close is not None:
-            return None
-        timeout = self._limits.request_timeout
-        if self._unanswered:
+        return self.outlook()[2]
+
+    def outlook(self) -> tuple[CloseReason | None, bool, float | None]:
+        """Return close_reason, want_read and deadline at once: what the caller acts on
+        after every event, in one call.
+        """
+        close = self._close
+        if close is not None:
+            return close, False, None
+        unanswered = self._unanswered
+        blocked = self._blocked_since
+        want_read = (
+            self._taking
+            and blocked is None
+            and len(unanswered) < self._max_pending
+            and self._buffered < self._max_buffered
+        )
+        timeout = self._request_timeout
+        if unanswered:
             when = self._head_since + timeout
         elif self._partial_since is not None:
             when = self._partial_since + timeout
         else:
-            when = self._idle_since + self._limits.idle_timeout
-        if self._blocked_since is not None:
-            when = min(when, self._blocked_since + timeout)
-        return when
+            when = self._idle_since + self._idle_timeout
+        if blocked is not None and blocked + timeout < when:
+            when = blocked + timeout
+        return None, want_read, when
 
     def data_to_send(self) -> bytes:
         """Return, and forget, the replies ready to be written in order (b"" if none)."""
-        if not self._out:
+        out = self.outbox
+        if not out:
             return b""
-        out = self._out
-        self._out = []
+        self.outbox = []
         return out[0] if len(out) == 1 else b"".join(out)
 
     # -- what the caller tells -------------------------------------------------
@@ -180,36 +200,50 @@ class ConnectionCore:
         are answered the core answers PERM and closes. Bytes that arrive after
         the client's end, a frame error, a stop or a close are ignored.
         """
-        if self._close is not None or self._error is not None or self._eof or self._stopping:
+        if not self._taking:
             return []
+        decoder = self._decoder
         try:
-            frames = self._decoder.feed(data)
+            frames = decoder.feed(data)
         except ProtocolError as exc:
             frames = exc.frames
             self._error = exc
-        if self._decoder.has_partial:
+            self._taking = False
+        if decoder.has_partial:
             if self._partial_since is None:
                 self._partial_since = now
-        else:
+        elif self._partial_since is not None:
             self._partial_since = None
         if not frames:
-            self._settle()
+            if not self._taking:
+                self._settle()  # a frame error with nothing before it to answer
             return []
-        if not self._unanswered:
+        unanswered = self._unanswered
+        if not unanswered:
             self._head_since = now
+        seq = self._next_seq
+        if len(frames) == 1:
+            # One request per chunk: how a client that waits for each reply sends.
+            payload = frames[0]
+            pending = Pending(seq, payload)
+            self._next_seq = seq + 1
+            self._buffered += len(payload)
+            unanswered.append(pending)
+            return [pending]
         new = []
         for payload in frames:
-            pending = Pending(self._next_seq, payload)
-            self._next_seq += 1
+            pending = Pending(seq, payload)
+            seq += 1
             self._buffered += len(payload)
-            self._unanswered.append(pending)
+            unanswered.append(pending)
             new.append(pending)
+        self._next_seq = seq
         return new
 
     @property
     def accepting(self) -> bool:
         """True while bytes from the client are still taken."""
-        return self._close is None and self._error is None and not self._eof and not self._stopping
+        return self._taking
 
     def answer(self, seq: int, data: bytes, now: float) -> bool:
         """Give the encoded reply for request seq; False if it was already answered (timed out)."""
@@ -221,13 +255,15 @@ class ConnectionCore:
             # Its turn has come: out at once, and whatever waited behind it.
             unanswered.popleft()
             self._buffered -= len(head.payload)
-            self._out.append(data)
+            self.outbox.append(data)
             if self._answers:
                 self._release(now)
             self._head_since = now
             if not unanswered:
                 self._idle_since = now
-                self._settle()
+                if not self._taking:
+                    # The client's end, a frame error or a stop waited for this.
+                    self._settle()
             return True
         if seq < head.seq or seq in self._answers:
             return False
@@ -237,12 +273,14 @@ class ConnectionCore:
     def eof(self, now: float) -> None:
         """The client closed its end: answer what was asked, then close."""
         self._eof = True
+        self._taking = False
         self._partial_since = None
         self._settle()
 
     def stop(self, now: float) -> None:
         """The server is stopping: answer what was asked, take nothing more, then close."""
         self._stopping = True
+        self._taking = False
         self._partial_since = None
         self._settle()
 
@@ -263,7 +301,7 @@ class ConnectionCore:
         """
         if self._close is not None:
             return []
-        timeout = self._limits.request_timeout
+        timeout = self._request_timeout
         if self._blocked_since is not None and now >= self._blocked_since + timeout:
             self._finish(CloseReason.SEND)
             return []
@@ -286,7 +324,7 @@ class ConnectionCore:
         elif (
             not unanswered
             and self._partial_since is None
-            and now >= self._idle_since + self._limits.idle_timeout
+            and now >= self._idle_since + self._idle_timeout
         ):
             self._finish(CloseReason.IDLE)
         return expired
@@ -301,7 +339,7 @@ class ConnectionCore:
         while unanswered and unanswered[0].seq in answers:
             head = unanswered.popleft()
             self._buffered -= len(head.payload)
-            self._out.append(answers.pop(head.seq))
+            self.outbox.append(answers.pop(head.seq))
             released = True
         if released:
             # The next request in line gets its full time from now.
@@ -316,7 +354,7 @@ class ConnectionCore:
         if self._error is not None:
             if not self._error_answered:
                 self._error_answered = True
-                self._out.append(encode_reply(Reply.perm(self._error.reason)))
+                self.outbox.append(encode_reply(Reply.perm(self._error.reason)))
             self._finish(CloseReason.PROTOCOL_ERROR)
         elif self._eof:
             self._finish(CloseReason.EOF)
@@ -325,6 +363,7 @@ class ConnectionCore:
 
     def _finish(self, reason: CloseReason) -> None:
         self._close = reason
+        self._taking = False
         self._answers.clear()
         self._unanswered.clear()
         self._buffered = 0

@@ -63,7 +63,7 @@ class MissingTerminatorError(ProtocolError):
 class NetstringDecoder:
     """Incremental netstring decoder: feed it bytes, get back complete payloads."""
 
-    __slots__ = ("_buf", "_error", "_length", "_max_digits", "_max_payload")
+    __slots__ = ("_buf", "_error", "_length", "_max_digits", "_max_payload", "has_partial")
 
     def __init__(self, max_payload: int = 100_000) -> None:
         if max_payload < 0:
@@ -75,16 +75,14 @@ class NetstringDecoder:
         self._buf = bytearray()
         self._length = -1
         self._error: ProtocolError | None = None
+        # True while bytes of an incomplete frame are buffered (read it, do not set it):
+        # kept up to date by feed(), read once per chunk by the connection core.
+        self.has_partial = False
 
     @property
     def max_payload(self) -> int:
         """Largest payload, in bytes, that the decoder accepts."""
         return self._max_payload
-
-    @property
-    def has_partial(self) -> bool:
-        """True while bytes of an incomplete frame are buffered."""
-        return self._error is None and (self._length >= 0 or bool(self._buf))
 
     def feed(self, data: bytes) -> list[bytes]:
         """Buffer data and return every payload completed by it, in order (possibly empty list).
@@ -96,7 +94,7 @@ class NetstringDecoder:
         if self._error is not None:
             self._error.frames = []
             raise self._error.with_traceback(None)
-        if self._length < 0 and not self._buf:
+        if not self.has_partial:
             # Fast path: the chunk is exactly one whole, valid frame, as when a client
             # sends one request at a time (Postfix does). Anything else is read below.
             colon = data.find(b":", 0, self._max_digits + 1)
@@ -113,7 +111,9 @@ class NetstringDecoder:
             exc.frames = frames
             self._error = exc
             self._buf = bytearray()
+            self.has_partial = False
             raise
+        self.has_partial = self._length >= 0 or bool(self._buf)
         return frames
 
     def _feed(self, data: bytes, frames: list[bytes]) -> None:

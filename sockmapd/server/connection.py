@@ -110,6 +110,8 @@ class SocketmapProtocol(asyncio.Protocol):
         # router current when it is looked up).
         self._lookups: deque[tuple[Pending, Request | None, MapLookup | None, float]] = deque()
         self._task: asyncio.Task[None] | None = None
+        # What the lookup task waits on while there is nothing to look up.
+        self._wake: asyncio.Future[None] | None = None
         # Which lookup task is the current one: a cancelled one ends after it.
         self._runs = 0
         self._current: int | None = None
@@ -161,7 +163,49 @@ class SocketmapProtocol(asyncio.Protocol):
         now = self._loop.time()
         new = core.receive(data, now)
         if new:
-            self._dispatch(new, now)
+            transport = self._transport
+            assert transport is not None
+            router = self._service.router
+            last = new[-1]
+            for pending in new:
+                started = perf_counter()
+                if self._write_paused:
+                    # The client does not read: the rest waits in the task, which
+                    # waits for the client, so unread replies cannot pile up.
+                    self._queue(pending, None, None, started)
+                    continue
+                try:
+                    request = parse_request(pending.payload)
+                except MalformedRequest as exc:
+                    if self._metrics is not None:
+                        self._metrics.protocol_error(exc.kind)
+                    data = self._send(
+                        pending.payload, Reply.perm(exc.reason).frame(), None, started
+                    )
+                    core.answer(pending.seq, data, now)
+                    continue
+                lookup = router.find(request.map_name)
+                try:
+                    frame = (
+                        unknown_map(request.map_name).frame()
+                        if lookup is None
+                        else lookup.answer_now(request.key)
+                    )
+                except Exception:
+                    conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
+                    frame = INTERNAL_ERROR_FRAME
+                if frame is None:
+                    self._queue(pending, request, lookup, started)
+                    continue
+                data = self._send(pending.payload, frame, request.map_name, started)
+                # A later request answered from the cache waits in the core behind
+                # an earlier one still being looked up.
+                core.answer(pending.seq, data, now)
+                if pending is not last and core.outbox:
+                    # Written at once, so that a client that does not read is seen
+                    # (pause_writing) before the next reply is made; the last one is
+                    # written by _after, below.
+                    transport.write(core.data_to_send())
         self._after()
 
     def eof_received(self) -> bool:
@@ -213,57 +257,31 @@ class SocketmapProtocol(asyncio.Protocol):
 
     # -- inside --------------------------------------------------------------------
 
-    def _dispatch(self, new: list[Pending], now: float) -> None:
-        core = self._core
-        assert core is not None
-        transport = self._transport
-        assert transport is not None
-        router = self._service.router
-        for pending in new:
-            started = perf_counter()
-            if self._write_paused:
-                # The client does not read: the rest waits in the task, which
-                # waits for the client, so unread replies cannot pile up.
-                self._lookups.append((pending, None, None, started))
-                continue
-            try:
-                request = parse_request(pending.payload)
-            except MalformedRequest as exc:
-                if self._metrics is not None:
-                    self._metrics.protocol_error(exc.kind)
-                data = self._finish(pending.payload, Reply.perm(exc.reason), None, started)
-                core.answer(pending.seq, data, now)
-                continue
-            lookup = router.find(request.map_name)
-            try:
-                frame = (
-                    unknown_map(request.map_name).frame()
-                    if lookup is None
-                    else lookup.answer_now(request.key)
-                )
-            except Exception:
-                conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
-                frame = INTERNAL_ERROR_FRAME
-            if frame is None:
-                self._lookups.append((pending, request, lookup, started))
-                continue
-            data = self._send(pending.payload, frame, request.map_name, started)
-            # A later request answered from the cache waits in the core behind
-            # an earlier one still being looked up.
-            core.answer(pending.seq, data, now)
-            out = core.data_to_send()
-            if out:
-                # Written at once, so that a client that does not read is seen
-                # (pause_writing) before the next reply is made.
-                transport.write(out)
-        if self._lookups and self._task is None:
+    def _queue(
+        self, pending: Pending, request: Request | None, lookup: MapLookup | None, started: float
+    ) -> None:
+        """Hand a request to the lookup task, starting one if there is none."""
+        self._lookups.append((pending, request, lookup, started))
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
+        elif self._task is None:
             self._runs += 1
             self._task = self._loop.create_task(self._look_up(self._runs))
 
     async def _look_up(self, run: int) -> None:
-        """Look up the queued requests one after the other, then end."""
+        """Look up the queued requests one after the other, for as long as the connection lasts.
+
+        One task per connection rather than one per request: between requests it
+        waits for the next one.
+        """
         try:
-            while self._lookups and not self._closed:
+            while not self._closed:
+                if not self._lookups:
+                    self._wake = wake = self._loop.create_future()
+                    await wake
+                    continue
                 while self._write_paused and not self._closed:
                     self._writable = self._loop.create_future()
                     await self._writable
@@ -288,30 +306,32 @@ class SocketmapProtocol(asyncio.Protocol):
                 except Exception:
                     conn_log.exception("client=%s: lookup failed unexpectedly", self.peer)
                     reply = INTERNAL_ERROR
-                finally:
-                    if self._current == pending.seq:
-                        self._current = None
+                self._current = None
                 core = self._core
                 if core is None or self._closed:
                     return
-                if not self._lookups or self._lookups[0][0].seq != pending.seq:
+                lookups = self._lookups
+                if not lookups or lookups[0][0] is not pending:
                     continue  # answered TIMEOUT meanwhile
-                self._lookups.popleft()
-                data = self._finish(pending.payload, reply, map_name, started)
+                lookups.popleft()
+                data = self._send(pending.payload, reply.frame(), map_name, started)
                 core.answer(pending.seq, data, self._loop.time())
                 self._after()
         finally:
             if self._runs == run:
                 self._task = None
+                self._wake = None
 
     def _restart_lookups(self) -> None:
         """The lookup in flight was given up on: cancel it; a new task takes the rest."""
         task = self._task
         self._task = None
+        self._wake = None
+        # A new run number: the cancelled task's end leaves what follows alone.
+        self._runs += 1
         if task is not None:
             task.cancel()
         if self._lookups and not self._closed:
-            self._runs += 1
             self._task = self._loop.create_task(self._look_up(self._runs))
 
     def _after(self) -> None:
@@ -320,21 +340,18 @@ class SocketmapProtocol(asyncio.Protocol):
         transport = self._transport
         if core is None or transport is None or self._closed:
             return
-        data = core.data_to_send()
-        if data:
-            transport.write(data)
-        reason = core.close_reason
+        if core.outbox:
+            transport.write(core.data_to_send())
+        reason, want, deadline = core.outlook()
         if reason is not None:
             self._close(reason)
             return
-        want = core.want_read
-        if want != self._reading:
+        if want is not self._reading:
             self._reading = want
             if want:
                 transport.resume_reading()
             else:
                 transport.pause_reading()
-        deadline = core.deadline
         at = self._timer_at
         if deadline is None or at is None or deadline < at:
             self._arm(deadline)
@@ -411,10 +428,6 @@ class SocketmapProtocol(asyncio.Protocol):
         self._lookups = deque(item for item in self._lookups if item[0].seq not in seqs)
         if in_flight:
             self._restart_lookups()
-
-    def _finish(self, payload: bytes, reply: Reply, map_name: str | None, started: float) -> bytes:
-        """Encode reply, count and log it; return the bytes to send."""
-        return self._send(payload, reply.frame(), map_name, started)
 
     def _send(self, payload: bytes, frame: bytes, map_name: str | None, started: float) -> bytes:
         """Count and log the reply frame; return the bytes to send (TEMP if it is too large)."""

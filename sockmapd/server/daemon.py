@@ -113,6 +113,9 @@ class Daemon:
         self._on_ready = on_ready
         self._metrics_link = metrics_link
         self._generation: Generation | None = None
+        # The maps currently served (the generation's router): a plain attribute,
+        # since every request reads it; replaced with the generation.
+        self.router = Router({})
         # Databases a reload replaced, closed once no lookup can still use them.
         self._retiring: set[Database] = set()
         # Connections by their slot; the slot is given back when one closes.
@@ -129,12 +132,6 @@ class Daemon:
         )
         self._metrics = Metrics() if recording else None
         self._health = HealthCheck(self._databases)
-
-    @property
-    def router(self) -> Router:
-        """Return the maps currently served."""
-        assert self._generation is not None
-        return self._generation.router
 
     @property
     def settings(self) -> ServerConfig:
@@ -180,6 +177,7 @@ class Daemon:
         """Serve until SIGTERM or SIGINT; raise StartupError if it cannot start."""
         try:
             self._generation = build_generation(self._initial, self._metrics)
+            self.router = self._generation.router
         except DatabaseSetupError as exc:
             raise StartupError(str(exc)) from exc
         if self._metrics is not None:
@@ -263,6 +261,7 @@ class Daemon:
             return False
         self._count_reload(new, old)
         self._generation = new
+        self.router = new.router
         self._slots.total_tokens = config.server.max_connections
         try:
             configure_logging(config.log)
