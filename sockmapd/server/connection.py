@@ -6,8 +6,8 @@ I/O; this protocol owns the transport and carries the core's decisions out:
 * Requests the cache (or a domain filter, or an unknown map) answers are answered
   in ``data_received`` itself, with no task switch: that is most requests of a
   warm server.
-* The others are looked up one after the other by one task per connection, which
-  exists only while there is something to look up.
+* The others are looked up one after the other by one task per connection, started
+  by the first of them and then waiting for the next.
 * The next deadline is one loop timer (``loop.call_at``); a request that passes
   its deadline is answered TIMEOUT and its lookup cancelled.
 * Reading pauses while the core says so (too much unanswered, or the client does

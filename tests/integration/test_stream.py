@@ -138,6 +138,52 @@ def test_a_request_split_into_single_bytes_is_answered(
     anyio.run(main, backend="asyncio", backend_options=loop)
 
 
+async def _ask(client: socket.socket, payload: bytes) -> bytes:
+    """Send one request and return its reply (the client waits, as Postfix does)."""
+    client.settimeout(10)
+    client.sendall(netstring(payload))
+    decoder = NetstringDecoder(10_000)
+    while True:
+        chunk = await anyio.to_thread.run_sync(client.recv, 65536)
+        assert chunk, "the server closed the connection"
+        replies = decoder.feed(chunk)
+        if replies:
+            assert len(replies) == 1
+            return replies[0]
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_connection_keeps_one_lookup_task_until_it_closes(
+    loop: dict[str, bool], tmp_path: Path
+) -> None:
+    async def main() -> None:
+        service = _Service(_generation(tmp_path))
+        before = asyncio.all_tasks()
+        client = await _serve_one("tcp", tmp_path, service)
+        # An answer known at once (an unknown map) needs no task.
+        assert (await _ask(client, b"nosuchmap x")).startswith(b"TEMP ")
+        assert asyncio.all_tasks() - before == set()
+        # The first request that needs the database starts the connection's task.
+        assert await _ask(client, b"recipient alice@example.com") == b"OK alice@example.com"
+        first = asyncio.all_tasks() - before
+        assert len(first) == 1
+        # The next lookups run in that same task.
+        assert await _ask(client, b"recipient bob@example.com") == b"OK bob@example.com"
+        assert await _ask(client, b"recipient nobody@example.com") == b"NOTFOUND "
+        assert asyncio.all_tasks() - before == first
+        (task,) = first
+        assert not task.done()
+        client.close()
+        with anyio.fail_after(10):
+            await service.lost.wait()
+        # The connection's end ends its task.
+        await asyncio.wait({task}, timeout=10)
+        assert task.cancelled()
+        await service.generation.databases.dispose()
+
+    anyio.run(main, backend="asyncio", backend_options=loop)
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_frame_error_answers_earlier_frames_then_perm_and_releases_the_socket(
     loop: dict[str, bool], tmp_path: Path
