@@ -36,7 +36,6 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from sockmapd.protocol.netstring import NetstringDecoder, ProtocolError
 from sockmapd.protocol.socketmap import Reply, encode_reply
@@ -68,16 +67,12 @@ class Limits:
     max_buffered: int = MAX_BUFFERED
 
 
-class Pending(NamedTuple):
+@dataclass(slots=True)
+class Pending:
     """A request read and not yet answered: its place in line and its payload."""
 
     seq: int
     payload: bytes
-
-
-# tuple.__new__ directly: a NamedTuple's own __new__ is one more Python call, and
-# every request makes a Pending.
-_new_pending = tuple.__new__
 
 
 class ConnectionCore:
@@ -230,14 +225,14 @@ class ConnectionCore:
         if len(frames) == 1:
             # One request per chunk: how a client that waits for each reply sends.
             payload = frames[0]
-            pending = _new_pending(Pending, (seq, payload))
+            pending = Pending(seq, payload)
             self._next_seq = seq + 1
             self._buffered += len(payload)
             unanswered.append(pending)
             return [pending]
         new = []
         for payload in frames:
-            pending = _new_pending(Pending, (seq, payload))
+            pending = Pending(seq, payload)
             seq += 1
             self._buffered += len(payload)
             unanswered.append(pending)
