@@ -99,11 +99,11 @@ class NetstringDecoder:
             # sends one request at a time (Postfix does). Anything else is read below.
             colon = data.find(b":", 0, self._max_digits + 1)
             if colon > 0 and data[-1] == _COMMA:
-                digits = data[:colon]
-                if digits.isdigit() and (colon == 1 or data[0] != _ZERO):
-                    length = int(digits)
-                    if colon + length + 2 == len(data) and length <= self._max_payload:
-                        return [data[colon + 1 : -1]]
+                length = len(data) - colon - 2
+                # The header must be exactly the payload's length written in decimal:
+                # digits only, no leading zero, no sign, no other length.
+                if length <= self._max_payload and data[:colon] == b"%d" % length:
+                    return [data[colon + 1 : -1]]
         frames: list[bytes] = []
         try:
             self._feed(data, frames)

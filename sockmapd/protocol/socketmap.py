@@ -54,6 +54,20 @@ _new_request = tuple.__new__
 
 def parse_request(payload: bytes) -> Request:
     """Split a request payload at the first space into map name and key."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    map_name, space, key = text.partition(" ")
+    if map_name and space and 0 not in payload:
+        # The common request, whole: one decode and one split (an ASCII space
+        # never splits a UTF-8 sequence). The rest is told apart below.
+        return _new_request(Request, (map_name, key))
+    return _parse_with_reasons(payload)
+
+
+def _parse_with_reasons(payload: bytes) -> Request:
+    """parse_request for the requests its first look does not take: say what is wrong."""
     space = payload.find(_SPACE)
     if space < 0:
         raise MalformedRequest("missing space between map name and key")

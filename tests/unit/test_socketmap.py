@@ -46,6 +46,8 @@ from sockmapd.protocol.socketmap import (
         (b"m  leading", "m", " leading"),
         (b"m trailing ", "m", "trailing "),
         (b"m a\tb\r\n", "m", "a\tb\r\n"),
+        # A NUL in the map name is no frame error: no map has that name.
+        (b"m\x00ap key", "m\x00ap", "key"),
     ],
 )
 def test_parse_request(payload: bytes, map_name: str, key: str) -> None:
@@ -66,6 +68,8 @@ def test_parse_request(payload: bytes, map_name: str, key: str) -> None:
         (b"m \xc0\xaf", "key is not valid UTF-8"),
         (b"m a\x00b", "key contains a NUL byte"),
         (b"m \x00", "key contains a NUL byte"),
+        (b"\xff\xfe \x00", "map name is not valid UTF-8"),
+        (b"m\x00 \xff", "key is not valid UTF-8"),
     ],
 )
 def test_parse_request_rejects(payload: bytes, reason: str) -> None:
