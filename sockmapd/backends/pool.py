@@ -150,16 +150,19 @@ class DriverPool:
         lease = self._take_idle()
         if lease is None:
             lease = await self.acquire(deadline)
-        # Opening a connection (failing over between hosts, each with its own
-        # connect_timeout) does not eat the query's time.
-        opening, lease.opening = lease.opening, 0.0
+            # Opening a connection (failing over between hosts, each with its own
+            # connect_timeout) does not eat the query's time: the deadline moves by
+            # it. Only a connection from acquire() may be new: an idle one's first
+            # lookup is over.
+            deadline += lease.opening
+            lease.opening = 0.0
         loop = self._loop
         if loop is None or loop.is_closed():
             # Looked up once: asking for the running loop asks the OS for the
             # process id (Python 3.11), and this is every lookup.
             loop = self._loop = asyncio.get_running_loop()
         started = loop.time()
-        left = deadline + opening - started
+        left = deadline - started
         if left <= self._query_time:
             # The wait took the time: a query started now would most likely be cut,
             # costing the database a query and a reconnect for nothing.
@@ -200,7 +203,8 @@ class DriverPool:
         idle = self._idle
         while idle:
             lease = idle.pop()
-            if self._usable(lease):
+            # Usable: opened after the last retirement and younger than recycle.
+            if lease.born > self._retired_before and self._clock() - lease.born < self._recycle:
                 self._in_use += 1
                 return lease
             self._discard(lease)
@@ -210,29 +214,35 @@ class DriverPool:
         """Give a connection back after a lookup that ended with failure (None: it answered)."""
         self._in_use -= 1
         lease.handed = 0.0
-        if isinstance(failure, DatabaseError) and failure.hint is not None:
-            self._hint(failure.hint)
-        if failure is not None and not (isinstance(failure, QueryFailed) and failure.reusable):
-            if isinstance(failure, ConnectionLost):
-                # After a database restart or failover every connection open at
-                # this moment is dead, younger ones than this too: retiring only
-                # those opened before it would leave the next lookup (and its one
-                # retry) to find the rest dead one at a time.
-                self._retired_before = max(self._retired_before, self._clock())
-                self._discard(lease)
-            else:
-                # A timeout, a cancel or the unknown may have left the connection
-                # in the middle of a query: the query is stopped on the server and
-                # this connection replaced. It says nothing about the others.
-                self._open -= 1
-                self._close_later(self.driver.stop(lease.conn))
-            self._pass_slot()
-            return
-        if self._closed or not self._usable(lease):
+        if failure is not None:
+            if isinstance(failure, DatabaseError) and failure.hint is not None:
+                self._hint(failure.hint)
+            if not (isinstance(failure, QueryFailed) and failure.reusable):
+                if isinstance(failure, ConnectionLost):
+                    # After a database restart or failover every connection open at
+                    # this moment is dead, younger ones than this too: retiring only
+                    # those opened before it would leave the next lookup (and its one
+                    # retry) to find the rest dead one at a time.
+                    self._retired_before = max(self._retired_before, self._clock())
+                    self._discard(lease)
+                else:
+                    # A timeout, a cancel or the unknown may have left the connection
+                    # in the middle of a query: the query is stopped on the server and
+                    # this connection replaced. It says nothing about the others.
+                    self._open -= 1
+                    self._close_later(self.driver.stop(lease.conn))
+                self._pass_slot()
+                return
+        if (
+            self._closed
+            or lease.born <= self._retired_before
+            or self._clock() - lease.born >= self._recycle
+        ):
+            # Closed, retired or older than recycle: not used again.
             self._discard(lease)
             self._pass_slot()
             return
-        if self._hand_over(lease):
+        if self._waiters and self._hand_over(lease):
             return
         if self._draining or self._open > self._size:
             # An overflow connection nobody waits for, or a replaced pool: do not keep it.
@@ -267,9 +277,6 @@ class DriverPool:
         if not self._hinted:
             self._hinted = True
             log.warning("database %s: %s", self.name, hint)
-
-    def _usable(self, lease: Lease) -> bool:
-        return lease.born > self._retired_before and self._clock() - lease.born < self._recycle
 
     async def _open_reserved(self) -> Lease:
         """Open a connection in a slot already counted in _open."""
