@@ -28,28 +28,45 @@ _RESOLUTION = 0.001
 class Watch:
     """One query being watched: its task, when it must end, and whether it was cut.
 
-    A context manager around the query: it leaves as what the watchdog says the
-    query's end means (its answer, a QueryTimeout, a translated error, a cancel).
+    A context manager around the query, watched from the moment it is made:
+    ``with Watch(watchdog, seconds): rows = await ...``. It leaves as what the
+    watchdog says the query's end means (its answer, a QueryTimeout, a translated
+    error, a cancel). It enters and leaves the watchdog's running set itself, so
+    that a query that ends in time makes no call into the watchdog.
     """
 
     __slots__ = ("cancelling", "due", "expired", "task", "watchdog")
 
-    def __init__(self, watchdog: Watchdog, task: asyncio.Task[object], due: float) -> None:
+    def __init__(self, watchdog: Watchdog, seconds: float) -> None:
+        """Watch the current task's query, which must end within seconds."""
+        loop = watchdog._loop
+        if loop is None or loop.is_closed():
+            loop = watchdog._attach()
+        task = asyncio.current_task(loop)
+        assert task is not None
         self.watchdog = watchdog
         self.task = task
-        self.due = due
+        self.due = due = loop.time() + seconds
         # Cancels already asked of the task, so that ours is told apart from theirs.
         self.cancelling = task.cancelling()
         self.expired = False
+        watchdog._running.add(self)
+        if due < watchdog._at:
+            watchdog._arm(due)
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        watchdog = self.watchdog
+        watchdog._running.discard(self)
         if exc is None:
-            self.watchdog.finish(self)
+            if self.expired:
+                # Its answer came with the cancel, which the driver took in: the task
+                # is not left counting a cancel that nobody will see.
+                self.task.uncancel()
             return
-        error = self.watchdog.failed(self, exc)
+        error = watchdog.failed(self, exc)
         if error is not None:
             raise error from exc
 
@@ -78,47 +95,28 @@ class Watchdog:
         """Return when the timer fires next (the loop's clock), or None when it is not set."""
         return None if self._timer is None else self._at
 
-    def start(self, seconds: float) -> Watch:
-        """Watch the current task's query, which must end within seconds.
-
-        Use the result as a context manager around the query:
-        ``with watchdog.start(seconds): rows = await ...``.
-        """
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            # Looked up once: asking for the running loop asks the OS for the
-            # process id (Python 3.11), and this is every query.
-            loop = self._loop = asyncio.get_running_loop()
-            self._timer = None
-            self._at = math.inf
-        task = asyncio.current_task(loop)
-        assert task is not None
-        watch = Watch(self, task, loop.time() + seconds)
-        self._running.add(watch)
-        if watch.due < self._at:
-            self._arm(watch.due)
-        return watch
-
-    def finish(self, watch: Watch) -> None:
-        """The query ended with its answer."""
-        self._running.discard(watch)
-        if watch.expired:
-            # Its answer came with the cancel, which the driver took in: the task
-            # is not left counting a cancel that nobody will see.
-            watch.task.uncancel()
-
     def failed(self, watch: Watch, exc: BaseException) -> DatabaseError | None:
-        """The query ended with exc: return what to raise in its place, None to raise exc.
+        """Watch's query ended with exc: return what to raise in its place, None to raise exc.
 
         Past its time, whatever the driver made of the cancel is a QueryTimeout,
         unless the task was also cancelled from elsewhere: that cancel goes on.
         """
-        self._running.discard(watch)
         if watch.expired and watch.task.uncancel() <= watch.cancelling:
             return QueryTimeout(self._timeout)
         if isinstance(exc, Exception):
             return self._translate(exc)
         return None
+
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        """Return the running loop, kept for the queries to come; forget a closed loop's timer.
+
+        Looked up once: asking for the running loop asks the OS for the process
+        id (Python 3.11), and this would be every query.
+        """
+        loop = self._loop = asyncio.get_running_loop()
+        self._timer = None
+        self._at = math.inf
+        return loop
 
     def _arm(self, at: float) -> None:
         if self._timer is not None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from sockmapd.backends.errors import DatabaseError, QueryFailed, QueryTimeout
-from sockmapd.backends.watchdog import Watchdog
+from sockmapd.backends.watchdog import Watch, Watchdog
 
 
 def translate(exc: BaseException) -> DatabaseError:
@@ -17,7 +17,7 @@ def translate(exc: BaseException) -> DatabaseError:
 
 async def query(watchdog: Watchdog, seconds: float, work: Callable[[], Awaitable[str]]) -> str:
     """Run work as a driver runs a query under the watchdog."""
-    with watchdog.start(seconds):
+    with Watch(watchdog, seconds):
         return await work()
 
 
@@ -167,3 +167,23 @@ def test_a_driver_error_is_translated() -> None:
         assert watchdog.running == 0
 
     asyncio.run(scenario())
+
+
+def test_a_watchdog_moves_to_a_new_loop_when_its_old_one_closed() -> None:
+    watchdog = Watchdog("cut", translate)
+
+    async def pending_on_old_loop() -> None:
+        task = asyncio.create_task(query(watchdog, 30.0, forever))
+        await asyncio.sleep(0)
+        assert watchdog.armed_for is not None
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def cut_on_new_loop() -> None:
+        with pytest.raises(QueryTimeout):
+            await query(watchdog, 0.01, forever)
+        assert watchdog.running == 0
+
+    asyncio.run(pending_on_old_loop())
+    # The timer of the closed loop is forgotten: the new loop's query is still cut.
+    asyncio.run(cut_on_new_loop())
