@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sockmapd.lookup.keys import KeyParts, ResultFormatter
-from sockmapd.protocol import NOTFOUND_REPLY, Reply, Status
+from sockmapd.protocol import NOTFOUND_REPLY, Reply
 
 
 def _text(value: object) -> str:
@@ -33,15 +33,9 @@ def format_rows(
     SQL tables do. With reason_column, each row is a value and a reason, answered as
     ``value reason`` (the Go daemon's form; an empty reason adds nothing). With
     first_column_only, other columns are ignored (Postfix's sqlite tables). More values
-    than a non-zero expansion_limit is TEMP, as Postfix treats it.
+    than a non-zero expansion_limit is TEMP, as Postfix treats it. (MapQuery answers
+    the common no row, or one row of one text value, itself, without this walk.)
     """
-    if len(rows) == 1 and not reason_column and formatter is None:
-        # The common answer, one row of one text value, without the general walk.
-        row = rows[0]
-        if len(row) == 1:
-            value = row[0]
-            if type(value) is str:
-                return Reply(Status.OK, value) if value else NOTFOUND_REPLY
     values: list[str] = []
     for row in rows:
         if reason_column:

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sockmapd.backends.pool import DriverPool
 from sockmapd.config import DatabaseConfig, MapConfig
 from sockmapd.lookup.cache import ReplyCache
-from sockmapd.lookup.keys import KeyParts
 from sockmapd.lookup.policy import KeyPolicy
 from sockmapd.lookup.query import MapQuery
 from sockmapd.lookup.recorder import DatabaseRecorder
@@ -39,6 +38,7 @@ class MapLookup:
         "_plain",
         "_policy",
         "_query",
+        "_searches",
         "_serve_stale",
         "_timeout",
         "database",
@@ -59,7 +59,11 @@ class MapLookup:
         self.name = name
         self.database = config.database
         self._policy = KeyPolicy(config)
+        # No transform, no filter: the key asked for is the key looked up.
         self._plain = not config.key_transform and not self._policy.filters
+        # With search entries the keys queried are derived from the key; without,
+        # the key itself is queried.
+        self._searches = self._policy.searches
         self._query = MapQuery(name, config, engine, database, recorder=recorder, pool=pool)
         # None when both ttls are 0: the lookup then pays one attribute check.
         self._cache = (
@@ -87,16 +91,14 @@ class MapLookup:
         is followed by lookup(key), which counts the cache miss.
         """
         cache = self._cache
-        if self._plain:
-            # No transform, no filter: the cache alone may know the answer.
-            return None if cache is None else cache.get(key, count_miss=False)
-        policy = self._policy
-        try:
-            key = policy.transform(key)
-        except Exception:
-            return None  # lookup() reports it
-        if policy.filters and not policy.queried(KeyParts.of(key)):
-            return NOTFOUND_FRAME
+        if not self._plain:
+            policy = self._policy
+            try:
+                key = policy.transform(key)
+            except Exception:
+                return None  # lookup() reports it
+            if policy.filters and not policy.queried(key):
+                return NOTFOUND_FRAME
         return None if cache is None else cache.get(key, count_miss=False)
 
     def lookup(self, key: str) -> Awaitable[Reply]:
@@ -105,17 +107,18 @@ class MapLookup:
         A plain function returning the awaitable: a frame fewer in the chain that
         every suspension of the query walks.
         """
-        key = self._policy.transform(key)
-        parts = KeyParts.of(key)
-        if not self._policy.queried(parts):
-            # Postfix's `domain` setting: only user@listed-domain keys are queried.
-            return answered(NOTFOUND_REPLY)
+        if not self._plain:
+            policy = self._policy
+            key = policy.transform(key)
+            if policy.filters and not policy.queried(key):
+                # Postfix's `domain` setting: only user@listed-domain keys are queried.
+                return answered(NOTFOUND_REPLY)
         cache = self._cache
         if cache is not None:
             cached = cache.get(key)
             if cached is not None:
                 return answered(decode_frame(cached))
-        return self._resolve(key, parts)
+        return self._resolve(key)
 
     def clear_cache(self) -> int:
         """Forget every cached answer of this map and return how many there were."""
@@ -131,7 +134,7 @@ class MapLookup:
         """Return how many keys of this map are being looked up now."""
         return self._flights.running
 
-    async def _resolve(self, key: str, parts: KeyParts) -> Reply:
+    async def _resolve(self, key: str) -> Reply:
         """Look key up once for every concurrent caller, in one coroutine frame.
 
         Every frame of an await chain is walked again at each suspension of the
@@ -157,17 +160,17 @@ class MapLookup:
                     # the process id (Python 3.11), and this is every lookup.
                     loop = self._loop = asyncio.get_running_loop()
                 deadline = loop.time() + self._timeout
-                found = NOTFOUND_REPLY
-                for candidate in self._policy.candidates(parts):
-                    args = query.arguments(candidate)
-                    if args is None:
-                        continue  # Postfix suppresses this query: not found
-                    found = await query.fetch(args, candidate, deadline)
-                    # The first answer that is not "not found" ends the search. A TEMP or
-                    # TIMEOUT must not fall through to a wider key: the narrower key might
-                    # exist, and a catch-all answer in its place could misroute mail.
-                    if found.status is not Status.NOTFOUND:
-                        break
+                if not self._searches:
+                    found = await query.fetch(key, deadline)
+                else:
+                    found = NOTFOUND_REPLY
+                    for candidate in self._policy.candidates(key):
+                        found = await query.fetch(candidate, deadline)
+                        # The first answer that is not "not found" ends the search. A TEMP
+                        # or TIMEOUT must not fall through to a wider key: the narrower key
+                        # might exist, and a catch-all answer in its place could misroute mail.
+                        if found.status is not Status.NOTFOUND:
+                            break
             except Exception:
                 # Nobody may be waiting any more: log here, or the error is lost.
                 log.exception("map %s: lookup failed unexpectedly", self.name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from sockmapd.config import MapConfig
 from sockmapd.config.expansions import SEARCH_CODES, parse_template
@@ -29,34 +29,40 @@ class KeyPolicy:
         """Return True if some keys are answered NOTFOUND without a query (the domain filter)."""
         return self._domains is not None
 
+    @property
+    def searches(self) -> bool:
+        """Return True if the map queries the keys of its search entries, not the key itself."""
+        return bool(self._search)
+
     def transform(self, key: str) -> str:
         """Return key after the map's key_transform steps (raises for a key they refuse)."""
         if self._transforms:
             return apply_transforms(key, self._transforms, self._delimiters)
         return key
 
-    def queried(self, parts: KeyParts) -> bool:
+    def queried(self, key: str) -> bool:
         """Return False if Postfix's `domain` setting keeps this key from being queried.
 
-        It applies to the key asked for, so a search may still derive "@domain"
-        from an eligible key.
+        Only user@listed-domain is queried. It applies to the key asked for, so a
+        search may still derive "@domain" from an eligible key.
         """
         domains = self._domains
         if domains is None:
             return True
-        return parts.domain is not None and bool(parts.local) and parts.domain.lower() in domains
+        # Split at the last '@', as KeyParts does, without making one.
+        local, _, domain = key.rpartition("@")
+        return bool(local) and bool(domain) and domain.lower() in domains
 
-    def candidates(self, parts: KeyParts) -> Iterable[KeyParts]:
-        """Return the keys to query in order: the key itself, or each search entry once."""
-        if not self._search:
-            return (parts,)
-        return self._searched(parts)
+    def candidates(self, key: str) -> Iterator[str]:
+        """Yield the keys a map with search entries queries, in order, each once.
 
-    def _searched(self, parts: KeyParts) -> Iterator[KeyParts]:
+        A map without search entries queries the key itself (see searches).
+        """
+        parts = KeyParts.of(key)
         tried: set[str] = set()
         for expander in self._search:
             candidate = expander.expand(parts)
             if candidate is None or candidate in tried:
                 continue
             tried.add(candidate)
-            yield KeyParts.of(candidate)
+            yield candidate

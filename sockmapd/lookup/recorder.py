@@ -19,16 +19,3 @@ class DatabaseRecorder(Protocol):
 
     def failed(self, error: DatabaseError, seconds: float) -> None:
         """Record one query that failed after seconds; error.kind says which kind."""
-
-
-class _NoRecorder:
-    __slots__ = ()
-
-    def answered(self, seconds: float) -> None:
-        """Record nothing."""
-
-    def failed(self, error: DatabaseError, seconds: float) -> None:
-        """Record nothing."""
-
-
-NO_RECORDER: DatabaseRecorder = _NoRecorder()
