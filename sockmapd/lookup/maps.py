@@ -142,7 +142,7 @@ class MapLookup:
         of its own around the query.
         """
         flights = self._flights
-        while (followers := flights.lead(key)) is None:
+        while key in flights:
             shared = await flights.follow(key)
             if shared is not None:
                 return shared
@@ -150,6 +150,9 @@ class MapLookup:
         generation = 0 if cache is None else cache.generation
         query = self._query
         reply: Reply | None = None
+        # Leading the key from here: nothing between this and the finally below can fail.
+        followers: list[asyncio.Future[Reply | None]] = []
+        flights[key] = followers
         try:
             try:
                 # One deadline for the whole lookup: its waits, its queries and a retry
@@ -178,8 +181,12 @@ class MapLookup:
             reply = found if cache is None else self._remember(cache, key, found, generation)
             return reply
         finally:
-            # None (cancelled) sends every follower round again.
-            flights.land(key, followers, reply)
+            # The entry is this lookup's own (see SingleFlight); a lookup nobody
+            # followed lands without a call. None (cancelled) sends every
+            # follower round again.
+            del flights[key]
+            if followers:
+                flights.land(followers, reply)
 
     def _remember(self, cache: ReplyCache, key: str, reply: Reply, generation: int) -> Reply:
         """Cache a found or not-found reply; for a database failure, a stale answer if kept."""

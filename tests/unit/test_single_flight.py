@@ -13,16 +13,20 @@ from sockmapd.protocol import Reply
 
 async def run(flights: SingleFlight, key: str, compute: Callable[[], Awaitable[Reply]]) -> Reply:
     """Compute key as a map does: lead it, or follow its leader."""
-    while (followers := flights.lead(key)) is None:
+    while key in flights:
         shared = await flights.follow(key)
         if shared is not None:
             return shared
+    followers: list[asyncio.Future[Reply | None]] = []
+    flights[key] = followers
     reply: Reply | None = None
     try:
         reply = await compute()
         return reply
     finally:
-        flights.land(key, followers, reply)
+        del flights[key]
+        if followers:
+            flights.land(followers, reply)
 
 
 def test_concurrent_callers_share_one_computation() -> None:
