@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 
 from sockmapd.config import ServerConfig
 from sockmapd.logs import log_request as _log_request
-from sockmapd.logs import requests_logged
+from sockmapd.logs import request_log
 from sockmapd.lookup import MapLookup, Router, unknown_map
 from sockmapd.metrics import ListenerMetrics, Metrics
 from sockmapd.protocol import (
@@ -184,7 +184,7 @@ class SocketmapProtocol(asyncio.Protocol):
                     )
                     core.answer(pending.seq, data, now)
                     continue
-                lookup = router.find(request.map_name)
+                lookup = router.maps.get(request.map_name)
                 try:
                     frame = (
                         unknown_map(request.map_name).frame()
@@ -442,7 +442,7 @@ class SocketmapProtocol(asyncio.Protocol):
             )
             frame = REPLY_TOO_LARGE_FRAME
         metrics = self._metrics
-        if metrics is not None or requests_logged():
+        if metrics is not None or request_log.isEnabledFor(logging.INFO):
             # Read back from the frame only when something records it.
             status = frame_status(frame)
             if metrics is not None:
