@@ -190,7 +190,7 @@ def test_cache_figures_are_read_at_scrape_time_and_survive_a_reload(tmp_path: Pa
     metrics.serve(router)
     state = [(router, engines)]
     metrics.watch(lambda: state[0])
-    cache = router._maps["users"].cache
+    cache = router.maps["users"].cache
     cache.get("a")
     cache.put("a", Reply.ok("v"))
     cache.get("a")
@@ -205,7 +205,7 @@ def test_cache_figures_are_read_at_scrape_time_and_survive_a_reload(tmp_path: Pa
     metrics.serve(new_router)
     metrics.retire(router)
     state[0] = (new_router, new_engines)
-    new_router._maps["users"].cache.get("b")
+    new_router.maps["users"].cache.get("b")
     assert value(metrics, "sockmapd_cache_hits_total", map="users") == 2
     assert value(metrics, "sockmapd_cache_misses_total", map="users") == 2
     assert value(metrics, "sockmapd_cache_entries", map="users") == 0
