@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # The weight of the newest query in the moving average of query times.
 _SMOOTHING = 0.1
+# The loop's clock resolution (uvloop: a millisecond): a waiter due within it is due.
+_RESOLUTION = 0.001
 
 
 class Lease:
@@ -82,8 +85,14 @@ class DriverPool:
         self._recycle = recycle
         self._clock = clock
         self._idle: deque[Lease] = deque()
-        # A waiter's future gets a Lease, or None: "a slot is yours, open a connection".
-        self._waiters: deque[asyncio.Future[Lease | None]] = deque()
+        # Lookups waiting for a connection, first come first served, each with its
+        # deadline (the loop's clock). A waiter's future gets a Lease, or None: "a
+        # slot is yours, open a connection"; or PoolExhausted when its time is up.
+        self._waiters: deque[tuple[asyncio.Future[Lease | None], float]] = deque()
+        # One loop timer for every waiter, armed for the earliest deadline among
+        # them, instead of a timeout (a timer and a context manager) per wait.
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = math.inf
         # Connections open, being opened, or reserved for a waiter to open.
         self._open = 0
         self._in_use = 0
@@ -124,7 +133,7 @@ class DriverPool:
     @property
     def waiting(self) -> int:
         """Return how many lookups wait for a connection now."""
-        return sum(1 for waiter in self._waiters if not waiter.done())
+        return sum(1 for waiter, _ in self._waiters if not waiter.done())
 
     @property
     def query_time(self) -> float:
@@ -265,8 +274,11 @@ class DriverPool:
         self._closed = True
         while self._idle:
             self._discard(self._idle.pop())
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
         while self._waiters:
-            waiter = self._waiters.popleft()
+            waiter, _ = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed(f"database {self.name}: the pool is closed"))
         if self._closing:
@@ -300,6 +312,11 @@ class DriverPool:
         return Lease(conn, self._clock(), loop.time() - began)
 
     async def _wait(self, deadline: float) -> Lease:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+            self._expiry = None
+            self._expiry_at = math.inf
         query_time = self._query_time
         if query_time:
             # Every connection frees up about once per query_time, so the queue
@@ -307,37 +324,71 @@ class DriverPool:
             # served within its time is told so now, not when its time is up.
             ahead = len(self._waiters)
             expected = (ahead // self._limit + 2) * query_time
-            if asyncio.get_running_loop().time() + expected > deadline:
+            if loop.time() + expected > deadline:
                 raise PoolExhausted(
                     f"database {self.name}: {ahead} lookups wait for a connection; "
                     f"this one would not be served within query_timeout "
                     f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
                 )
-        waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        waiter: asyncio.Future[Lease | None] = loop.create_future()
+        entry = (waiter, deadline)
+        self._waiters.append(entry)
+        if deadline < self._expiry_at:
+            self._arm_expiry(loop, deadline)
         try:
-            async with asyncio.timeout_at(deadline):
-                lease = await waiter
-        except TimeoutError:
-            self._give_back(waiter)
-            raise PoolExhausted(
-                f"database {self.name}: no connection free within query_timeout "
-                f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
-            ) from None
+            lease = await waiter
+        except PoolExhausted:
+            raise  # its time was up (_expire): already out of the queue
         except BaseException:
-            self._give_back(waiter)
+            self._give_back(entry)
             raise
         if lease is None:
             return await self._open_reserved()
         self._in_use += 1
         return lease
 
-    def _give_back(self, waiter: asyncio.Future[Lease | None]) -> None:
+    def _arm_expiry(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry_at = at
+        self._expiry = loop.call_at(at, self._expire)
+
+    def _expire(self) -> None:
+        """The timer: tell the waiters whose time is up; re-arm for the next deadline."""
+        self._expiry = None
+        self._expiry_at = math.inf
+        loop = self._loop
+        assert loop is not None
+        # The loop's clock moves in milliseconds (uvloop): a deadline within one is
+        # due now, or the timer would be set again for a moment already here.
+        now = loop.time() + _RESOLUTION
+        waiting: deque[tuple[asyncio.Future[Lease | None], float]] = deque()
+        following = math.inf
+        for entry in self._waiters:
+            waiter, due = entry
+            if waiter.done():
+                continue
+            if due <= now:
+                waiter.set_exception(
+                    PoolExhausted(
+                        f"database {self.name}: no connection free within query_timeout "
+                        f"(pool_size={self._size}, max_overflow={self._limit - self._size})"
+                    )
+                )
+            else:
+                waiting.append(entry)
+                following = min(following, due)
+        self._waiters = waiting
+        if following < math.inf:
+            self._arm_expiry(loop, following)
+
+    def _give_back(self, entry: tuple[asyncio.Future[Lease | None], float]) -> None:
         """Undo a wait that ended without using what it was handed."""
+        waiter = entry[0]
         if not waiter.done():
             waiter.cancel()
             with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+                self._waiters.remove(entry)
             return
         if waiter.cancelled() or waiter.exception() is not None:
             return
@@ -353,7 +404,7 @@ class DriverPool:
     def _hand_over(self, item: Lease | None) -> bool:
         waiters = self._waiters
         while waiters:
-            waiter = waiters.popleft()
+            waiter, _ = waiters.popleft()
             if not waiter.done():
                 if item is not None:
                     item.handed = waiter.get_loop().time()

@@ -278,6 +278,37 @@ def test_no_connection_by_the_deadline_is_pool_timeout() -> None:
     run(scenario)
 
 
+def test_each_waiter_is_refused_at_its_own_deadline_in_any_order() -> None:
+    async def scenario() -> None:
+        pool, _ = make_pool(size=1)
+        held = await pool.acquire(later())
+        # A late deadline first, then two earlier ones (a retry keeps its lookup's
+        # older deadline): each is refused when its own time is up, not before.
+        patient = asyncio.create_task(pool.acquire(later(5.0)))
+        await settle()
+        second = asyncio.create_task(pool.acquire(later(0.06)))
+        await settle()
+        first = asyncio.create_task(pool.acquire(later(0.02)))
+        await asyncio.wait({first}, timeout=2.0)
+        with pytest.raises(PoolExhausted, match="no connection free within query_timeout"):
+            first.result()
+        assert not second.done()
+        assert not patient.done()
+        assert pool.waiting == 2
+        await asyncio.wait({second}, timeout=2.0)
+        with pytest.raises(PoolExhausted):
+            second.result()
+        assert not patient.done()
+        assert pool.waiting == 1
+        # The one left is served when the connection comes back.
+        pool.release(held)
+        lease = await asyncio.wait_for(patient, 2.0)
+        assert lease.conn is held.conn
+        assert pool.waiting == 0
+
+    run(scenario)
+
+
 def test_a_cancelled_waiter_leaks_neither_slot_nor_connection() -> None:
     async def scenario() -> None:
         pool, connector = make_pool(size=1, overflow=1)
