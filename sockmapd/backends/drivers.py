@@ -24,7 +24,7 @@ from sockmapd.backends.errors import (
     QueryFailed,
     QueryTimeout,
 )
-from sockmapd.backends.watchdog import Watch, Watchdog
+from sockmapd.backends.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class MysqlDriver:
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
-        with Watch(self._watchdog, query_timeout):
+        with self._watchdog.watch(query_timeout):
             async with conn.cursor() as cursor:
                 await cursor.execute(sql, args)
                 rows: Rows = await cursor.fetchall()
@@ -303,7 +303,7 @@ class SqliteDriver:
 
     async def fetch(self, conn: Any, sql: str, args: tuple[str, ...], query_timeout: float) -> Rows:
         """Run sql with args on conn within query_timeout seconds and return every row."""
-        with Watch(self._watchdog, query_timeout):
+        with self._watchdog.watch(query_timeout):
             rows: Rows = await conn.execute_fetchall(sql, args)
         return rows
 

@@ -28,47 +28,43 @@ _RESOLUTION = 0.001
 class Watch:
     """One query being watched: its task, when it must end, and whether it was cut.
 
-    A context manager around the query, watched from the moment it is made:
-    ``with Watch(watchdog, seconds): rows = await ...``. It leaves as what the
+    Made by Watchdog.watch(), watched from that moment; a context manager around the
+    query: ``with watchdog.watch(seconds): rows = await ...``. It leaves as what the
     watchdog says the query's end means (its answer, a QueryTimeout, a translated
-    error, a cancel). It enters and leaves the watchdog's running set itself, so
-    that a query that ends in time makes no call into the watchdog.
+    error, a cancel), and leaves the watchdog's running set itself, so that a query
+    that ends in time makes no call into the watchdog.
     """
 
-    __slots__ = ("cancelling", "due", "expired", "task", "watchdog")
+    __slots__ = ("cancelling", "due", "expired", "running", "task", "watchdog")
 
-    def __init__(self, watchdog: Watchdog, seconds: float) -> None:
-        """Watch the current task's query, which must end within seconds."""
-        loop = watchdog._loop
-        if loop is None or loop.is_closed():
-            loop = watchdog._attach()
-        task = asyncio.current_task(loop)
-        assert task is not None
-        self.watchdog = watchdog
-        self.task = task
-        self.due = due = loop.time() + seconds
-        # Cancels already asked of the task, so that ours is told apart from theirs.
-        self.cancelling = task.cancelling()
-        self.expired = False
-        watchdog._running.add(self)
-        if due < watchdog._at:
-            watchdog._arm(due)
+    watchdog: Watchdog
+    # The watchdog's set of queries running, which this one leaves at its end.
+    running: set[Watch]
+    task: asyncio.Task[object]
+    due: float
+    # Cancels already asked of the task, so that ours is told apart from theirs.
+    cancelling: int
+    expired: bool
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
-        watchdog = self.watchdog
-        watchdog._running.discard(self)
+        self.running.discard(self)
         if exc is None:
             if self.expired:
                 # Its answer came with the cancel, which the driver took in: the task
                 # is not left counting a cancel that nobody will see.
                 self.task.uncancel()
             return
-        error = watchdog.failed(self, exc)
+        error = self.watchdog.failed(self, exc)
         if error is not None:
             raise error from exc
+
+
+# A Watch is made without an __init__: a class called from the interpreter runs its
+# __init__ in a frame of its own on 3.11, which costs more than the rest of the setup.
+_new_watch = object.__new__
 
 
 class Watchdog:
@@ -94,6 +90,25 @@ class Watchdog:
     def armed_for(self) -> float | None:
         """Return when the timer fires next (the loop's clock), or None when it is not set."""
         return None if self._timer is None else self._at
+
+    def watch(self, seconds: float) -> Watch:
+        """Watch the current task's query, which must end within seconds."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._attach()
+        task = asyncio.current_task(loop)
+        assert task is not None
+        watch: Watch = _new_watch(Watch)
+        watch.watchdog = self
+        watch.running = running = self._running
+        watch.task = task
+        watch.due = due = loop.time() + seconds
+        watch.cancelling = task.cancelling()
+        watch.expired = False
+        running.add(watch)
+        if due < self._at:
+            self._arm(due)
+        return watch
 
     def failed(self, watch: Watch, exc: BaseException) -> DatabaseError | None:
         """Watch's query ended with exc: return what to raise in its place, None to raise exc.

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from sockmapd.backends.errors import DatabaseError, QueryFailed, QueryTimeout
-from sockmapd.backends.watchdog import Watch, Watchdog
+from sockmapd.backends.watchdog import Watchdog
 
 
 def translate(exc: BaseException) -> DatabaseError:
@@ -17,7 +17,7 @@ def translate(exc: BaseException) -> DatabaseError:
 
 async def query(watchdog: Watchdog, seconds: float, work: Callable[[], Awaitable[str]]) -> str:
     """Run work as a driver runs a query under the watchdog."""
-    with Watch(watchdog, seconds):
+    with watchdog.watch(seconds):
         return await work()
 
 
