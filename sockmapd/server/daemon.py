@@ -173,15 +173,19 @@ class Daemon:
         assert self._generation is not None
         return self._generation.databases
 
+    def _use(self, generation: Generation) -> None:
+        """Serve generation from now on: its maps, its databases, its settings."""
+        self._generation = generation
+        self.router = generation.router
+
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT; raise StartupError if it cannot start."""
         try:
-            self._generation = build_generation(self._initial, self._metrics)
-            self.router = self._generation.router
+            self._use(build_generation(self._initial, self._metrics))
         except DatabaseSetupError as exc:
             raise StartupError(str(exc)) from exc
         if self._metrics is not None:
-            self._metrics.serve(self._generation.router)
+            self._metrics.serve(self.router)
             self._metrics.watch(self._state)
         try:
             # Signals are taken over before anything listens: a SIGHUP sent as soon
@@ -210,7 +214,7 @@ class Daemon:
         finally:
             # Failures counted since their last line are summarised before exit.
             failures.flush()
-            await self._generation.databases.dispose()
+            await self._databases().dispose()
             for database in list(self._retiring):
                 await database.dispose()
         log.info("stopped")
@@ -260,8 +264,7 @@ class Daemon:
             self._count_reload(None, old)
             return False
         self._count_reload(new, old)
-        self._generation = new
-        self.router = new.router
+        self._use(new)
         self._slots.total_tokens = config.server.max_connections
         try:
             configure_logging(config.log)
