@@ -69,6 +69,8 @@ IDLE_CONNECTIONS = 1000
 WARM_TIMEOUT = 300.0
 STARTUP_RUNS = 3
 PROFILE_SECONDS = 5.0
+# What a failing server or run raises; it is reported in the scenario's entry.
+MEASURE_ERRORS = (RuntimeError, OSError, subprocess.TimeoutExpired, TimeoutError)
 
 
 @dataclass
@@ -91,6 +93,16 @@ class Options:
     workers: list[int]
     baseline: Path | None
     repeat: int = 3
+
+
+@dataclass
+class Side:
+    """One server measured: its scenario, how to start it, the keys to ask it first."""
+
+    scenario: str
+    title: str
+    start: Callable[[], Server]
+    prewarm: Sequence[str] = ()
 
 
 def log(message: str) -> None:
@@ -312,6 +324,22 @@ def median_point(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return point
 
 
+def pair_up(reference: dict[str, Any], sockmapd: dict[str, Any]) -> bool:
+    """Add to sockmapd's point run i of sockmapd / run i of the reference, and their median.
+
+    Return False, adding nothing, if a run of the reference answered nothing.
+    """
+    if not all(run["rps"] for run in reference["runs"]):
+        return False
+    paired = [
+        mine["rps"] / theirs["rps"]
+        for mine, theirs in zip(sockmapd["runs"], reference["runs"], strict=True)
+    ]
+    sockmapd["paired_ratios"] = paired
+    sockmapd["paired_ratio_median"] = statistics.median(paired)
+    return True
+
+
 def point_line(name: str, point: dict[str, Any]) -> str:
     """Return a one-line summary of one measured point."""
     spread = point.get("rps_spread")
@@ -403,43 +431,80 @@ class Bench:
 
     def measure(
         self,
-        scenario: str,
-        title: str,
-        start: Callable[[], Server],
-        prewarm: Sequence[str] = (),
+        sides: Sequence[Side],
         db_connections: Callable[[], int] | None = None,
         connections: Sequence[int] | None = None,
     ) -> None:
-        """Run the generator at every connection count (or those given) against one server."""
-        if not self.wanted(scenario):
-            return
-        entry: dict[str, Any] = {"title": title, "points": []}
-        self.results["scenarios"][scenario] = entry
-        log(f"{scenario}: {title}")
-        try:
-            with running(start()) as server:
-                if prewarm:
-                    warm = asyncio.run(pipeline(server.port, prewarm, 4))
-                    entry["prewarm"] = warm
-                for count in connections or self.opts.connections:
-                    opened = db_connections() if db_connections else 0
-                    point = median_point(
-                        [
-                            run_loadgen(
-                                server.port, count, self.opts, self.procs[count], server.pid
+        """Run the generator at every connection count (or those given) against each side.
+
+        A pair is (reference, sockmapd): both servers run at once, and at every count
+        their runs alternate in time (A, B, A, B, ...; sockmapd first at every other
+        count), so that drift of the machine moves both alike. Run i of sockmapd divided
+        by run i of the reference gives the paired ratios, kept in sockmapd's point.
+        A side that fails is reported in its own entry; the other goes on alone.
+        """
+        sides = [side for side in sides if self.wanted(side.scenario)]
+        entries: dict[str, dict[str, Any]] = {}
+        for side in sides:
+            entries[side.scenario] = {"title": side.title, "points": []}
+            self.results["scenarios"][side.scenario] = entries[side.scenario]
+            log(f"{side.scenario}: {side.title}")
+
+        servers: dict[str, Server] = {}
+
+        def failed(side: Side, exc: BaseException) -> None:
+            entries[side.scenario]["error"] = str(exc)[-1500:]
+            log(f"{side.scenario}: FAILED: {exc}")
+            servers.pop(side.scenario, None)
+
+        with contextlib.ExitStack() as stack:
+            for side in sides:
+                try:
+                    server = stack.enter_context(running(side.start()))
+                    if side.prewarm:
+                        warm = asyncio.run(pipeline(server.port, side.prewarm, 4))
+                        entries[side.scenario]["prewarm"] = warm
+                    servers[side.scenario] = server
+                except MEASURE_ERRORS as exc:
+                    failed(side, exc)
+            for index, count in enumerate(connections or self.opts.connections):
+                order = sides if index % 2 == 0 else sides[::-1]
+                runs: dict[str, list[dict[str, Any]]] = {side.scenario: [] for side in sides}
+                opened = dict.fromkeys(runs, 0)
+                for _ in range(self.opts.repeat):
+                    for side in order:
+                        if side.scenario not in servers:
+                            continue
+                        server = servers[side.scenario]
+                        try:
+                            before = db_connections() if db_connections else 0
+                            runs[side.scenario].append(
+                                run_loadgen(
+                                    server.port, count, self.opts, self.procs[count], server.pid
+                                )
                             )
-                            for _ in range(self.opts.repeat)
-                        ]
-                    )
+                            if db_connections:
+                                opened[side.scenario] += db_connections() - before
+                        except MEASURE_ERRORS as exc:
+                            failed(side, exc)
+                measured: dict[str, dict[str, Any]] = {}
+                for side in sides:
+                    if side.scenario not in servers:
+                        continue
+                    point = median_point(runs[side.scenario])
                     if db_connections:
-                        # New database connections during the point's runs: pool churn
+                        # New database connections during this side's runs: pool churn
                         # shows here.
-                        point["db_connections_opened"] = db_connections() - opened
-                    entry["points"].append(point)
-                    log(point_line(scenario, point))
-        except (RuntimeError, OSError, subprocess.TimeoutExpired, TimeoutError) as exc:
-            entry["error"] = str(exc)[-1500:]
-            log(f"{scenario}: FAILED: {exc}")
+                        point["db_connections_opened"] = opened[side.scenario]
+                    measured[side.scenario] = point
+                    entries[side.scenario]["points"].append(point)
+                    log(point_line(side.scenario, point))
+                pair = [measured[side.scenario] for side in sides if side.scenario in measured]
+                if len(pair) == 2 and pair_up(*pair):
+                    log(
+                        f"{sides[1].scenario} / {sides[0].scenario} c={count}: paired runs "
+                        + ", ".join(f"{r:.2f}" for r in pair[1]["paired_ratios"])
+                    )
 
     def skip(self, scenario: str, title: str, reason: str) -> None:
         """Record a scenario that could not run."""
@@ -508,7 +573,7 @@ class Bench:
                 log(f"{kind}: cannot set up the database: {exc}")
         try:
             self.calibrate()
-            self.measure("floor", "floor: constant-reply server (dict lookup)", self.floor)
+            floor = Side("floor", "floor: constant-reply server (dict lookup)", self.floor)
             cache = {"cache_ttl": 300, "negative_cache_ttl": 300}
             hits_title = "sockmapd, cache hits (SQLite behind, every key cached)"
             refused = self.cache_settings(sqlite.sockmapd_url, cache)
@@ -516,13 +581,15 @@ class Bench:
                 every_key = [found_key(i) for i in range(1000)] + [
                     missing_key(i) for i in range(1000)
                 ]
-                self.measure(
+                hits = Side(
                     "sockmapd-hits",
                     hits_title,
                     lambda: self.sockmapd("sockmapd-hits", sqlite.sockmapd_url, cache=cache),
                     prewarm=every_key,
                 )
+                self.measure([floor, hits])
             else:
+                self.measure([floor])
                 self.skip(
                     "sockmapd-hits", hits_title, f"sockmapd refuses the cache options: {refused}"
                 )
@@ -533,18 +600,17 @@ class Bench:
                 if backend.name != "sqlite":
                     admin = self.opts.mysql_url if backend.name == "mariadb" else self.opts.pg_url
                     counter = partial(connections_opened, backend.name, admin)
-                self.measure(
-                    f"sockmapd-{backend.name}",
-                    f"sockmapd, cache off, {backend.name}",
-                    partial(self.sockmapd, f"sockmapd-{backend.name}", backend.sockmapd_url),
-                    db_connections=counter,
-                )
-                self.measure(
+                ceiling = Side(
                     f"ceiling-{backend.name}",
                     f"ceiling: minimal server on the raw driver, {backend.name}",
                     partial(self.ceiling, backend),
-                    db_connections=counter,
                 )
+                mine = Side(
+                    f"sockmapd-{backend.name}",
+                    f"sockmapd, cache off, {backend.name}",
+                    partial(self.sockmapd, f"sockmapd-{backend.name}", backend.sockmapd_url),
+                )
+                self.measure([ceiling, mine], db_connections=counter)
             self.measure_workers(
                 [b for b in (sqlite, servers.get("mariadb"), servers.get("postgresql")) if b],
                 cache if refused is None else None,
@@ -552,9 +618,15 @@ class Bench:
             if servers.get("mariadb") is not None and self.wanted("overload"):
                 self.overload(servers["mariadb"])
             self.measure(
-                "sockmapd-sqlite-info",
-                "sockmapd, cache off, sqlite, log level info (one line per request)",
-                lambda: self.sockmapd("sockmapd-sqlite-info", sqlite.sockmapd_url, level="info"),
+                [
+                    Side(
+                        "sockmapd-sqlite-info",
+                        "sockmapd, cache off, sqlite, log level info (one line per request)",
+                        lambda: self.sockmapd(
+                            "sockmapd-sqlite-info", sqlite.sockmapd_url, level="info"
+                        ),
+                    )
+                ]
             )
             if self.opts.extras:
                 if any(w > 1 for w in self.opts.workers):
@@ -624,20 +696,34 @@ class Bench:
                 ]
                 name = f"sockmapd-hits-workers{workers}"
                 self.measure(
-                    name,
-                    f"sockmapd, cache hits, {workers} worker processes",
-                    partial(self.sockmapd, name, sqlite.sockmapd_url, cache=cache, workers=workers),
-                    prewarm=every_key,
+                    [
+                        Side(
+                            name,
+                            f"sockmapd, cache hits, {workers} worker processes",
+                            partial(
+                                self.sockmapd,
+                                name,
+                                sqlite.sockmapd_url,
+                                cache=cache,
+                                workers=workers,
+                            ),
+                            prewarm=every_key,
+                        )
+                    ],
                     connections=at,
                 )
             for backend in backends:
                 name = f"sockmapd-{backend.name}-workers{workers}"
                 self.measure(
-                    name,
-                    f"sockmapd, cache off, {backend.name}, {workers} worker processes",
-                    partial(self.sockmapd, name, backend.sockmapd_url, workers=workers),
-                    # One answered request: the workers accept once the listener is bound.
-                    prewarm=[found_key(1)],
+                    [
+                        Side(
+                            name,
+                            f"sockmapd, cache off, {backend.name}, {workers} worker processes",
+                            partial(self.sockmapd, name, backend.sockmapd_url, workers=workers),
+                            # One answered request: the workers accept once the listener is bound.
+                            prewarm=[found_key(1)],
+                        )
+                    ],
                     connections=at,
                 )
 
