@@ -47,6 +47,15 @@ def field(results: Results, scenario: str, connections: int, name: str) -> float
     return None if point is None else point.get(name)
 
 
+def paired_range(results: Results, scenario: str, connections: int) -> str | None:
+    """Return the lowest and highest paired ratio of sockmapd's point, or None."""
+    point = points(results, scenario).get(connections) or {}
+    paired = point.get("paired_ratios")
+    if not paired:
+        return None
+    return f"{min(paired):.2f}..{max(paired):.2f}"
+
+
 def counts(results: Results) -> list[int]:
     """Return the connection counts measured."""
     return list(results["settings"]["connections"])
@@ -80,13 +89,18 @@ def targets(results: Results) -> list[tuple[str, bool | None, str]]:
             field(results, top, connections, "rps"), field(results, bottom, connections, "rps")
         )
 
+    def paired_note(scenario: str, connections: int) -> str:
+        spread = paired_range(results, scenario, connections)
+        return "" if spread is None else f"; paired runs {spread}"
+
     hits = rps_ratio("sockmapd-hits", "floor", ref)
     rows.append(
         (
             f"cache hits ≥ {HITS_GOAL}x floor (req/s, {ref} connections)",
             None if hits is None else hits >= HITS_GOAL,
             f"{fmt(hits)}x ({fmt(field(results, 'sockmapd-hits', ref, 'rps'), '{:.0f}')} vs "
-            f"{fmt(field(results, 'floor', ref, 'rps'), '{:.0f}')} req/s)",
+            f"{fmt(field(results, 'floor', ref, 'rps'), '{:.0f}')} req/s"
+            f"{paired_note('sockmapd-hits', ref)})",
         )
     )
     for backend in ("postgresql", "mariadb"):
@@ -107,7 +121,8 @@ def targets(results: Results) -> list[tuple[str, bool | None, str]]:
                     f"cache off, {BACKEND_TITLES[backend]} ≥ {CEILING_GOAL}x ceiling (req/s, "
                     f"{connections} connection{'s' if connections > 1 else ''})",
                     None if r is None else r >= CEILING_GOAL,
-                    f"{fmt(r)}x ({fmt(mine, '{:.0f}')} vs {fmt(theirs, '{:.0f}')} req/s{latency})",
+                    f"{fmt(r)}x ({fmt(mine, '{:.0f}')} vs {fmt(theirs, '{:.0f}')} req/s"
+                    f"{paired_note(f'sockmapd-{backend}', connections)}{latency})",
                 )
             )
     fairness = {
@@ -331,17 +346,22 @@ def ratio_section(results: Results) -> list[str]:
         "## Ratios",
         "",
         "Throughput (req/s) of sockmapd divided by that of the reference server, and p99 "
-        "latency of sockmapd divided by the reference's (lower is better for p99).",
+        "latency of sockmapd divided by the reference's (lower is better for p99); each is "
+        "the median run of sockmapd over the median run of the reference, the number the "
+        "targets are judged on. "
+        "In brackets after a req/s ratio: the lowest and highest paired ratio, run i of "
+        "sockmapd divided by run i of the reference, the two run one after the other.",
         "",
         header,
         rule,
     ]
 
     def row(label: str, top: str, bottom: str, name: str) -> str:
-        cells = [
-            fmt(ratio(field(results, top, c, name), field(results, bottom, c, name)))
-            for c in measured
-        ]
+        cells = []
+        for c in measured:
+            cell = fmt(ratio(field(results, top, c, name), field(results, bottom, c, name)))
+            spread = paired_range(results, top, c) if name == "rps" else None
+            cells.append(cell if spread is None else f"{cell} ({spread})")
         return f"| {label} | " + " | ".join(cells) + " |"
 
     lines.append(row("req/s: cache hits / floor", "sockmapd-hits", "floor", "rps"))
@@ -389,7 +409,11 @@ def scenario_tables(results: Results) -> list[str]:
         "## Scenarios",
         "",
         "Each point was run several times (*runs req/s*); the row shows the run with the "
-        "median req/s. "
+        "median req/s. The two servers of a pair (the floor and cache hits; each ceiling and "
+        "sockmapd with the cache off on the same database) run at the same time, the one "
+        "not measured idle, and their runs alternate in time (reference, sockmapd, "
+        "reference, ... at the first connection count; sockmapd first at the next, and so "
+        "on), so that drift of the machine moves both alike. "
         "Latencies are from the generator's side (send to reply). *wrong*: a reply other "
         "than the expected `OK <value>` or `NOTFOUND `; *failures*: TEMP, TIMEOUT, PERM, "
         "connections lost or requests never answered; *fairness*: fewest requests any one "
@@ -399,7 +423,7 @@ def scenario_tables(results: Results) -> list[str]:
         "*other CPU* (everything else on the machine, database server included): cores "
         "used over the point's whole run; *new DB connections*: connections the database server "
         "saw opened during the point (PostgreSQL: sessions of the benchmark database; "
-        "MariaDB: the server's Connections counter, which includes one probe connection).",
+        "MariaDB: the server's Connections counter, which includes one probe connection per run).",
         "",
     ]
     for name, entry in results["scenarios"].items():
