@@ -98,6 +98,7 @@ class ConnectionCore:
         "_stopping",
         "_taking",
         "_unanswered",
+        "calm",
         "outbox",
     )
 
@@ -129,6 +130,9 @@ class ConnectionCore:
         # False once the client's end, a frame error, a stop or a close was seen:
         # bytes from the client are no longer taken.
         self._taking = True
+        # True while the last outlook() still holds but for deadlines no earlier than
+        # it allows (see outlook); set by outlook, cleared by whatever could change it.
+        self.calm = False
 
     # -- what the caller reads -------------------------------------------------
 
@@ -158,11 +162,19 @@ class ConnectionCore:
         return self.outlook()[2]
 
     def outlook(self) -> tuple[CloseReason | None, bool, float | None]:
-        """Return close_reason, want_read and deadline at once: what the caller acts on
-        after every event, in one call.
+        """Return close_reason, want_read and deadline at once: what the caller acts on.
+
+        It also sets ``calm``, which stays true until something could change what
+        was returned other than by a later deadline: the connection is not
+        closing, reading stays on, and every deadline set since is at least
+        ``min(request_timeout, idle_timeout)`` after the call that set it. A
+        caller whose timer is due no later than that after each call it makes
+        (receive, answer) need not ask again while ``calm`` is true; after eof,
+        stop, write_blocked, write_resumed and expire it always asks.
         """
         close = self._close
         if close is not None:
+            self.calm = False
             return close, False, None
         unanswered = self._unanswered
         blocked = self._blocked_since
@@ -172,11 +184,17 @@ class ConnectionCore:
             and len(unanswered) < self._max_pending
             and self._buffered < self._max_buffered
         )
+        self.calm = want_read
         timeout = self._request_timeout
+        partial = self._partial_since
+        # The earliest of the deadlines that run: the oldest request's, a partial
+        # frame's, the client's not reading, or being idle when none of the first two.
         if unanswered:
             when = self._head_since + timeout
-        elif self._partial_since is not None:
-            when = self._partial_since + timeout
+            if partial is not None and partial + timeout < when:
+                when = partial + timeout
+        elif partial is not None:
+            when = partial + timeout
         else:
             when = self._idle_since + self._idle_timeout
         if blocked is not None and blocked + timeout < when:
@@ -209,6 +227,7 @@ class ConnectionCore:
             frames = exc.frames
             self._error = exc
             self._taking = False
+            self.calm = False
         if decoder.has_partial:
             if self._partial_since is None:
                 self._partial_since = now
@@ -229,6 +248,8 @@ class ConnectionCore:
             self._next_seq = seq + 1
             self._buffered += len(payload)
             unanswered.append(pending)
+            if len(unanswered) >= self._max_pending or self._buffered >= self._max_buffered:
+                self.calm = False
             return [pending]
         new = []
         for payload in frames:
@@ -238,6 +259,8 @@ class ConnectionCore:
             unanswered.append(pending)
             new.append(pending)
         self._next_seq = seq
+        if len(unanswered) >= self._max_pending or self._buffered >= self._max_buffered:
+            self.calm = False
         return new
 
     @property
@@ -274,6 +297,7 @@ class ConnectionCore:
         """The client closed its end: answer what was asked, then close."""
         self._eof = True
         self._taking = False
+        self.calm = False
         self._partial_since = None
         self._settle()
 
@@ -281,16 +305,19 @@ class ConnectionCore:
         """The server is stopping: answer what was asked, take nothing more, then close."""
         self._stopping = True
         self._taking = False
+        self.calm = False
         self._partial_since = None
         self._settle()
 
     def write_blocked(self, now: float) -> None:
         """The transport takes no more for now (the client does not read)."""
+        self.calm = False
         if self._blocked_since is None:
             self._blocked_since = now
 
     def write_resumed(self, now: float) -> None:
         """The transport takes data again."""
+        self.calm = False
         self._blocked_since = None
 
     def expire(self, now: float) -> list[Pending]:
@@ -299,6 +326,7 @@ class ConnectionCore:
         The caller stops looking up the requests returned (their replies are
         written already) and logs them.
         """
+        self.calm = False
         if self._close is not None:
             return []
         timeout = self._request_timeout
@@ -364,6 +392,7 @@ class ConnectionCore:
     def _finish(self, reason: CloseReason) -> None:
         self._close = reason
         self._taking = False
+        self.calm = False
         self._answers.clear()
         self._unanswered.clear()
         self._buffered = 0

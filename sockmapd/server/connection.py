@@ -104,6 +104,9 @@ class SocketmapProtocol(asyncio.Protocol):
         # Read once: the settings are a validated model, slower to read per request.
         self._max_reply = settings.max_reply_bytes
         self._request_timeout = settings.request_timeout
+        # Every deadline an answer or a request sets is at least this far off: a
+        # timer due by then needs no re-arming while the core is calm.
+        self._soonest = min(settings.request_timeout, settings.idle_timeout)
         self._metrics = service.metrics
         # Requests for the lookup task, in order, with the time each arrived.
         # A request parsed in data_received comes with its map (None: a map of the
@@ -162,9 +165,9 @@ class SocketmapProtocol(asyncio.Protocol):
             return
         now = self._loop.time()
         new = core.receive(data, now)
+        transport = self._transport
+        assert transport is not None
         if new:
-            transport = self._transport
-            assert transport is not None
             router = self._service.router
             last = new[-1]
             for pending in new:
@@ -204,9 +207,15 @@ class SocketmapProtocol(asyncio.Protocol):
                 if pending is not last and core.outbox:
                     # Written at once, so that a client that does not read is seen
                     # (pause_writing) before the next reply is made; the last one is
-                    # written by _after, below.
+                    # written below.
                     transport.write(core.data_to_send())
-        self._after()
+        # What _after does, in short while the core is calm (see ConnectionCore.outlook).
+        at = self._timer_at
+        if core.calm and at is not None and at <= now + self._soonest:
+            if core.outbox:
+                transport.write(core.data_to_send())
+        else:
+            self._after()
 
     def eof_received(self) -> bool:
         """The client closed its end: answer what it asked, then close."""
@@ -276,6 +285,8 @@ class SocketmapProtocol(asyncio.Protocol):
         One task per connection rather than one per request: between requests it
         waits for the next one.
         """
+        transport = self._transport
+        assert transport is not None
         try:
             while not self._closed:
                 if not self._lookups:
@@ -315,8 +326,15 @@ class SocketmapProtocol(asyncio.Protocol):
                     continue  # answered TIMEOUT meanwhile
                 lookups.popleft()
                 data = self._send(pending.payload, reply.frame(), map_name, started)
-                core.answer(pending.seq, data, self._loop.time())
-                self._after()
+                now = self._loop.time()
+                core.answer(pending.seq, data, now)
+                # What _after does, in short while the core is calm (as in data_received).
+                at = self._timer_at
+                if core.calm and at is not None and at <= now + self._soonest:
+                    if core.outbox:
+                        transport.write(core.data_to_send())
+                else:
+                    self._after()
         finally:
             if self._runs == run:
                 self._task = None

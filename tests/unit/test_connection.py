@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sockmapd.protocol import encode_netstring
@@ -337,3 +339,125 @@ def test_any_chunking_gives_the_same_replies(size: int) -> None:
     for p in new:
         core.answer(p.seq, reply(f"OK {p.seq}"), 0.0)
     assert sent(core) == [b"OK 0", b"OK 1", b"OK 2", b"PERM invalid netstring length header"]
+
+
+# -- calm: what lets the caller skip outlook() ------------------------------------
+
+
+def test_a_partial_frame_behind_pending_requests_keeps_its_own_deadline() -> None:
+    core = make()
+    core.receive(frame("m a") + frame("m b") + b"5:ab", 0.0)
+    assert core.deadline == REQUEST
+    core.answer(0, reply("OK a"), 3.0)  # the next request runs from 3.0
+    assert core.deadline == REQUEST  # the partial frame's, begun at 0.0
+    core.expire(REQUEST)
+    assert core.close_reason is CloseReason.PARTIAL
+
+
+def test_outlook_makes_the_core_calm_and_what_changes_it_does_not() -> None:
+    core = make(max_pending=2)
+    assert not core.calm
+    assert core.outlook() == (None, True, IDLE)
+    assert core.calm
+    core.receive(frame("m a"), 1.0)
+    assert core.calm  # one of two
+    core.receive(frame("m b"), 1.0)
+    assert not core.calm  # reading must stop
+    assert core.outlook()[1] is False
+    assert not core.calm
+    core.answer(0, reply("OK a"), 2.0)
+    assert not core.calm  # reading may start again: the caller must ask
+    assert core.outlook()[1] is True
+    assert core.calm
+    for event in (
+        lambda: core.write_blocked(3.0),
+        lambda: core.write_resumed(3.0),
+        lambda: core.eof(3.0),
+    ):
+        core.outlook()
+        event()
+        assert not core.calm
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize(("idle", "request_timeout"), [(60.0, 5.0), (2.0, 5.0), (5.0, 5.0)])
+def test_a_caller_that_skips_outlook_while_calm_keeps_every_deadline(
+    seed: int, idle: float, request_timeout: float
+) -> None:
+    """Drive the core as the server's protocol does, with a timer that outlook() re-arms
+    only when the core is not calm or the timer is due later than the nearest deadline
+    a request or an answer can set; the timer must never be due after the real deadline.
+    """
+    rnd = random.Random(seed)
+    soonest = min(idle, request_timeout)
+    limits = Limits(
+        max_request_bytes=40,
+        idle_timeout=idle,
+        request_timeout=request_timeout,
+        max_pending=3,
+        max_buffered=30,
+    )
+    now = 0.0
+    core = ConnectionCore(limits, now)
+    timer: float | None = None
+    pending: list[Pending] = []
+    rest = b""  # the rest of a frame sent in two parts
+
+    def full() -> None:
+        nonlocal timer
+        _, _, deadline = core.outlook()
+        if deadline is None:
+            timer = None
+        elif timer is None or deadline < timer:
+            timer = deadline
+
+    def after(fast: bool) -> None:
+        core.data_to_send()
+        if not (fast and core.calm and timer is not None and timer <= now + soonest):
+            full()
+
+    full()
+    for _ in range(400):
+        if core.close_reason is not None:
+            break
+        now += rnd.choice([0.0, 0.1, 0.5, 1.0, 3.0, 7.0])
+        # The timer fires first if its time has come.
+        while timer is not None and timer <= now:
+            fired, timer = timer, None
+            expired = core.expire(fired)
+            pending = [p for p in pending if p not in expired]
+            full()
+        if core.close_reason is not None:
+            break
+        event = rnd.random()
+        if event < 0.45:
+            if rest:
+                chunk, rest = rest, b""
+            elif rnd.random() < 0.01:
+                chunk = b"x"  # a frame error: the core closes after the answers
+            else:
+                chunk = rnd.choice([frame("m a"), frame("m bb") * 2, frame("m c") * 3])
+                if rnd.random() < 0.3:
+                    cut = rnd.randrange(1, len(chunk))
+                    chunk, rest = chunk[:cut], chunk[cut:]
+            pending += core.receive(chunk, now)
+            after(fast=True)
+        elif event < 0.85 and pending:
+            chosen = pending.pop(rnd.randrange(len(pending)))
+            core.answer(chosen.seq, reply("OK x"), now)
+            after(fast=True)
+        elif event < 0.93:
+            core.write_blocked(now)
+            after(fast=False)
+        else:
+            core.write_resumed(now)
+            after(fast=False)
+        if core.close_reason is None:
+            calm = core.calm
+            reason, want_read, deadline = core.outlook()
+            if calm:
+                assert reason is None
+                assert want_read
+            assert deadline is not None
+            assert timer is not None
+            assert timer <= deadline
