@@ -209,13 +209,7 @@ class SocketmapProtocol(asyncio.Protocol):
                     # (pause_writing) before the next reply is made; the last one is
                     # written below.
                     transport.write(core.data_to_send())
-        # What _after does, in short while the core is calm (see ConnectionCore.outlook).
-        at = self._timer_at
-        if core.calm and at is not None and at <= now + self._soonest:
-            if core.outbox:
-                transport.write(core.data_to_send())
-        else:
-            self._after()
+        self._after(now)
 
     def eof_received(self) -> bool:
         """The client closed its end: answer what it asked, then close."""
@@ -285,8 +279,6 @@ class SocketmapProtocol(asyncio.Protocol):
         One task per connection rather than one per request: between requests it
         waits for the next one.
         """
-        transport = self._transport
-        assert transport is not None
         try:
             while not self._closed:
                 if not self._lookups:
@@ -328,13 +320,7 @@ class SocketmapProtocol(asyncio.Protocol):
                 data = self._send(pending.payload, reply.frame(), map_name, started)
                 now = self._loop.time()
                 core.answer(pending.seq, data, now)
-                # What _after does, in short while the core is calm (as in data_received).
-                at = self._timer_at
-                if core.calm and at is not None and at <= now + self._soonest:
-                    if core.outbox:
-                        transport.write(core.data_to_send())
-                else:
-                    self._after()
+                self._after(now)
         finally:
             if self._runs == run:
                 self._task = None
@@ -352,14 +338,23 @@ class SocketmapProtocol(asyncio.Protocol):
         if self._lookups and not self._closed:
             self._task = self._loop.create_task(self._look_up(self._runs))
 
-    def _after(self) -> None:
-        """Carry out what the core decided: write, close, read or not, re-arm the deadline."""
+    def _after(self, now: float | None = None) -> None:
+        """Carry out what the core decided: write, close, read or not, re-arm the deadline.
+
+        After a request or an answer at now, while the core is calm and the timer is
+        due before any deadline these can set (see ConnectionCore.outlook), there is
+        nothing to do but write: the timer that fires early re-arms itself.
+        """
         core = self._core
         transport = self._transport
         if core is None or transport is None or self._closed:
             return
         if core.outbox:
             transport.write(core.data_to_send())
+        if now is not None and core.calm:
+            at = self._timer_at
+            if at is not None and at <= now + self._soonest:
+                return
         reason, want, deadline = core.outlook()
         if reason is not None:
             self._close(reason)
