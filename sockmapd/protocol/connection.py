@@ -99,6 +99,7 @@ class ConnectionCore:
         "_taking",
         "_unanswered",
         "calm",
+        "min_lead",
         "outbox",
     )
 
@@ -106,6 +107,9 @@ class ConnectionCore:
         # Read on every request: kept here rather than looked up on limits each time.
         self._request_timeout = limits.request_timeout
         self._idle_timeout = limits.idle_timeout
+        # No deadline that receive() or answer() sets is nearer than this after the
+        # call: what a caller relies on while the core is calm (see outlook).
+        self.min_lead = min(limits.request_timeout, limits.idle_timeout)
         self._max_pending = limits.max_pending
         self._max_buffered = limits.max_buffered
         self._decoder = NetstringDecoder(limits.max_request_bytes)
@@ -167,10 +171,10 @@ class ConnectionCore:
         It also sets ``calm``, which stays true until something could change what
         was returned other than by a later deadline: the connection is not
         closing, reading stays on, and every deadline set since is at least
-        ``min(request_timeout, idle_timeout)`` after the call that set it. A
-        caller whose timer is due no later than that after each call it makes
-        (receive, answer) need not ask again while ``calm`` is true; after eof,
-        stop, write_blocked, write_resumed and expire it always asks.
+        ``min_lead`` after the call that set it. A caller whose timer is due no
+        later than ``min_lead`` after each call it makes (receive, answer) need
+        not ask again while ``calm`` is true; after eof, stop, write_blocked,
+        write_resumed and expire it always asks.
         """
         close = self._close
         if close is not None:
@@ -248,25 +252,19 @@ class ConnectionCore:
             self._next_seq = seq + 1
             self._buffered += len(payload)
             unanswered.append(pending)
-            if len(unanswered) >= self._max_pending or self._buffered >= self._max_buffered:
-                self.calm = False
-            return [pending]
-        new = []
-        for payload in frames:
-            pending = Pending(seq, payload)
-            seq += 1
-            self._buffered += len(payload)
-            unanswered.append(pending)
-            new.append(pending)
-        self._next_seq = seq
+            new = [pending]
+        else:
+            new = []
+            for payload in frames:
+                pending = Pending(seq, payload)
+                seq += 1
+                self._buffered += len(payload)
+                unanswered.append(pending)
+                new.append(pending)
+            self._next_seq = seq
         if len(unanswered) >= self._max_pending or self._buffered >= self._max_buffered:
-            self.calm = False
+            self.calm = False  # reading must stop
         return new
-
-    @property
-    def accepting(self) -> bool:
-        """True while bytes from the client are still taken."""
-        return self._taking
 
     def answer(self, seq: int, data: bytes, now: float) -> bool:
         """Give the encoded reply for request seq; False if it was already answered (timed out)."""

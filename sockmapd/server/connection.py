@@ -104,9 +104,6 @@ class SocketmapProtocol(asyncio.Protocol):
         # Read once: the settings are a validated model, slower to read per request.
         self._max_reply = settings.max_reply_bytes
         self._request_timeout = settings.request_timeout
-        # Every deadline an answer or a request sets is at least this far off: a
-        # timer due by then needs no re-arming while the core is calm.
-        self._soonest = min(settings.request_timeout, settings.idle_timeout)
         self._metrics = service.metrics
         # Requests for the lookup task, in order, with the time each arrived.
         # A request parsed in data_received comes with its map (None: a map of the
@@ -165,9 +162,9 @@ class SocketmapProtocol(asyncio.Protocol):
             return
         now = self._loop.time()
         new = core.receive(data, now)
-        transport = self._transport
-        assert transport is not None
         if new:
+            transport = self._transport
+            assert transport is not None
             router = self._service.router
             last = new[-1]
             for pending in new:
@@ -353,7 +350,7 @@ class SocketmapProtocol(asyncio.Protocol):
             transport.write(core.data_to_send())
         if now is not None and core.calm:
             at = self._timer_at
-            if at is not None and at <= now + self._soonest:
+            if at is not None and at <= now + core.min_lead:
                 return
         reason, want, deadline = core.outlook()
         if reason is not None:

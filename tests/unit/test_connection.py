@@ -399,6 +399,7 @@ def test_a_caller_that_skips_outlook_while_calm_keeps_every_deadline(
     )
     now = 0.0
     core = ConnectionCore(limits, now)
+    assert core.min_lead == soonest
     timer: float | None = None
     pending: list[Pending] = []
     rest = b""  # the rest of a frame sent in two parts
